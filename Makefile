@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+EXTRAS ?= all,test
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+export ORT_DISABLE_TELEMETRY := 1
+export OPENVINO_TELEMETRY := 0
+
+.PHONY: venv demo test test-all bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build here
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: venv
+	$(BIN)/dwpose-edge demo --out out/demo
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+test-all: venv
+	$(BIN)/python -m pytest -q -m "" tests
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

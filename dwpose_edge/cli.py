@@ -1,0 +1,130 @@
+"""`dwpose-edge` command line: one subcommand per public function."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import DwposeEdgeError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _image_paths(inputs: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DwposeEdgeError(f"input not found: {item}")
+    if not paths:
+        raise DwposeEdgeError(f"no images found in {inputs}")
+    return paths
+
+
+def _read_image(path: Path):
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DwposeEdgeError(f"cannot read image {path} (not an image file, or unsupported format)")
+    return image
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from .draw import draw
+    from .estimator import Estimator
+
+    est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
+                    flip_test=args.flip_test, threads=args.threads)
+    out: dict[str, dict] = {}
+    draw_dir = Path(args.draw) if args.draw else None
+    if draw_dir:
+        draw_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    paths = _image_paths(args.inputs)
+    for path in tqdm(paths, desc="predict", unit="img", disable=len(paths) < 2):
+        image = _read_image(path)
+        result = est(image)
+        out[str(path)] = {"keypoints": result.keypoints.round(2).tolist(),
+                          "scores": result.scores.round(4).tolist(), "boxes": result.boxes.tolist()}
+        if draw_dir:
+            cv2.imwrite(str(draw_dir / (path.stem + "_pose.png")), draw(image, result))
+    dt = (time.perf_counter() - t0) / len(paths)
+    if args.out:
+        Path(args.out).write_text(json.dumps(out))
+    print(f"{len(paths)} image(s), {sum(len(v['boxes']) for v in out.values())} person(s), "
+          f"{dt * 1000:.1f} ms per image")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Estimate poses on the bundled photos and write drawings (untrained weights until the embedded model)."""
+    import cv2
+
+    from .data import DATA_DIR
+    from .draw import draw
+    from .embedded import EMBEDDED
+    from .estimator import Estimator
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = None if args.model in EMBEDDED else "random"
+    if weights == "random":
+        print("NOTE: no trained weights are embedded yet; this demo runs UNTRAINED seeded weights,\n"
+              "so the keypoints are meaningless. It exercises the full pipeline (crop, model, decode, draw).\n"
+              "Pass real mmpose/DWPose weights with: dwpose-edge predict IMG --weights dwpose-t")
+    est = Estimator(model=args.model, weights=weights, flip_test=True)
+    for path in sorted(DATA_DIR.glob("*.jpg")):
+        image = _read_image(path)
+        t0 = time.perf_counter()
+        result = est(image)
+        ms = (time.perf_counter() - t0) * 1000
+        dest = out / f"{path.stem}_pose.png"
+        cv2.imwrite(str(dest), draw(image, result, score_threshold=float("-inf")))
+        print(f"{path.name}: {len(result)} person(s), {ms:.0f} ms, drawing -> {dest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dwpose-edge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="estimate whole-body keypoints on images or folders")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--model", default="dwpose-t")
+    p.add_argument("--weights", default=None, help="mmpose .pth path or registry name")
+    p.add_argument("--runtime", default="torch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--flip-test", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="write results as JSON here")
+    p.add_argument("--draw", default=None, help="write drawings into this folder")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="run the embedded model on the bundled photos")
+    p.add_argument("--model", default="dwpose-t")
+    p.add_argument("--out", default="out/demo")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DwposeEdgeError as exc:
+        print(f"dwpose-edge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,435 @@
+"""Registry of the released DWPose weights, a verifying downloader and a local cache.
+
+Registry
+--------
+`REGISTRY` maps a name to a `WeightsEntry`:
+
+* ``dwpose-t``, ``dwpose-s``, ``dwpose-m``, ``dwpose-l``, ``dwpose-l-384``: the
+  official OpenMMLab mmpose checkpoints (``rtmpose-*_simcc-ucoco_dw-ucoco_270e-*.pth``).
+  Their filenames carry the first 8 hex digits of the file's sha256, which is what
+  they are verified against (a prefix check; no full hash is published).
+* ``dwpose-t-hf`` ... ``dwpose-l-384-hf``, ``dwpose-l-384-hf-onnx``, ``yolox-l-hf-onnx``:
+  the files of the Hugging Face repository ``yzd-v/DWPose``. No hash is published
+  for them, so `WeightsEntry.sha256` is ``None`` and they are refused unless the
+  caller either gives a hash (``resolve_weights(name, sha256=...)``, checked like
+  any other) or opts in explicitly with ``allow_unverified=True`` (or the
+  environment variable ``DWPOSE_EDGE_ALLOW_UNVERIFIED=1``). The opt-in is the
+  decision; it is honoured silently (no warning), and the sha256 of what was
+  downloaded is logged at INFO level so it can be pinned afterwards.
+
+Environment
+-----------
+``DWPOSE_EDGE_CACHE``
+    Cache directory (default ``~/.cache/dwpose_edge``). Files are stored flat
+    under their release filename: ``<cache>/<filename>``.
+``DWPOSE_EDGE_WEIGHTS_URL``
+    Mirror base URL replacing every entry's official location: the file is fetched
+    from ``<base>/<filename>``. ``{source}`` in the value is replaced by the entry's
+    source (``openmmlab`` / ``huggingface``) for mirrors that keep them apart.
+    ``http://``, ``https://`` and ``file://`` are accepted.
+``DWPOSE_EDGE_ALLOW_UNVERIFIED``
+    ``1``/``true``/``yes``: accept entries without a known hash (see above).
+
+Safety: this module only streams and hashes bytes; it never unpickles anything.
+Checkpoints are loaded by `dwpose_edge.models.load_checkpoint` with
+``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+from .errors import ChecksumError, WeightsError
+
+__all__ = [
+    "WeightsEntry", "REGISTRY", "CACHE_ENV", "MIRROR_ENV", "ALLOW_UNVERIFIED_ENV", "DEFAULT_TIMEOUT",
+    "cache_dir", "get_entry", "list_weights", "weights_for_model", "entry_url", "cached_path",
+    "sha256_of_file", "sha256_from_filename", "verify_file", "download", "resolve_weights",
+]
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "DWPOSE_EDGE_CACHE"
+MIRROR_ENV = "DWPOSE_EDGE_WEIGHTS_URL"
+ALLOW_UNVERIFIED_ENV = "DWPOSE_EDGE_ALLOW_UNVERIFIED"
+DEFAULT_TIMEOUT = 30.0  # seconds without data before a download gives up (per socket operation)
+_CHUNK = 1 << 20
+
+_OPENMMLAB_BASE = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/"
+_HF_BASE = "https://huggingface.co/yzd-v/DWPose/resolve/main/"
+# Kept in sync with dwpose_edge.models.specs.MODEL_SPECS (a test checks it); not imported so
+# that this module works without torch (e.g. for ONNX-only use).
+_VARIANTS = ("dwpose-t", "dwpose-s", "dwpose-m", "dwpose-l", "dwpose-l-384")
+_SOURCES = ("openmmlab", "huggingface")
+_KINDS = ("pth", "onnx")
+_HEX = re.compile(r"^[0-9a-f]+$")
+# OpenMMLab naming: <stem>-<first 8 hex of sha256>_<yyyymmdd>.pth  (or without the date)
+_OPENMMLAB_HASH = re.compile(r"-([0-9a-f]{8})(?:_\d{8})?\.[A-Za-z0-9]+$")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _normalize_sha256(value: str, what: str = "sha256") -> str:
+    """Lower-case hex; 64 digits (full hash) or 8..63 (prefix). Anything else is an error."""
+    if not isinstance(value, str):
+        raise WeightsError(f"{what} must be a hex string, got {type(value).__name__}")
+    v = value.strip().lower()
+    if v.startswith("sha256:"):
+        v = v[len("sha256:"):]
+    if not _HEX.match(v) or not 8 <= len(v) <= 64:
+        raise WeightsError(f"{what} {value!r} is not a sha256: expected 64 hex digits, "
+                           "or a prefix of at least 8 hex digits")
+    return v
+
+
+def sha256_from_filename(filename: str) -> Optional[str]:
+    """The 8-hex sha256 prefix of an OpenMMLab-style filename (``...-dcf277bf_20230728.pth``), or None."""
+    m = _OPENMMLAB_HASH.search(os.path.basename(filename))
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One released file.
+
+    `sha256` is the full hex digest when it is known, an 8-hex prefix for OpenMMLab
+    files (taken from their filename), or None when nothing is published.
+    `model` is the DWPose variant the file fits (None for the person detector).
+    """
+
+    name: str
+    url: str
+    filename: str
+    model: Optional[str]
+    sha256: Optional[str]
+    source: str  # "openmmlab" | "huggingface"
+    kind: str  # "pth" | "onnx"
+
+    def __post_init__(self) -> None:
+        if self.source not in _SOURCES:
+            raise ValueError(f"{self.name}: source must be one of {_SOURCES}, got {self.source!r}")
+        if self.kind not in _KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {_KINDS}, got {self.kind!r}")
+        if not self.filename.endswith("." + self.kind):
+            raise ValueError(f"{self.name}: filename {self.filename!r} does not end with .{self.kind}")
+        if os.path.basename(self.filename) != self.filename:
+            raise ValueError(f"{self.name}: filename {self.filename!r} must be a bare file name")
+        if not self.url.endswith("/" + self.filename):
+            raise ValueError(f"{self.name}: url {self.url!r} does not end with /{self.filename}")
+        if self.model is not None and self.model not in _VARIANTS:
+            raise ValueError(f"{self.name}: unknown model variant {self.model!r}; choose one of {_VARIANTS}")
+        if self.sha256 is not None:
+            object.__setattr__(self, "sha256", _normalize_sha256(self.sha256, f"{self.name}: sha256"))
+            in_name = sha256_from_filename(self.filename)
+            if in_name is not None and not (self.sha256.startswith(in_name) or in_name.startswith(self.sha256)):
+                raise ValueError(f"{self.name}: sha256 {self.sha256} contradicts the {in_name} in the filename")
+
+    @property
+    def verified(self) -> bool:
+        """True when the registry knows (part of) the file's sha256."""
+        return self.sha256 is not None
+
+    @property
+    def sha256_is_prefix(self) -> bool:
+        return self.sha256 is not None and len(self.sha256) < 64
+
+
+def _openmmlab(name: str, filename: str) -> WeightsEntry:
+    return WeightsEntry(name=name, url=_OPENMMLAB_BASE + filename, filename=filename, model=name,
+                        sha256=sha256_from_filename(filename), source="openmmlab", kind="pth")
+
+
+def _hf(name: str, filename: str, model: Optional[str]) -> WeightsEntry:
+    kind = filename.rsplit(".", 1)[1]
+    return WeightsEntry(name=name, url=_HF_BASE + filename, filename=filename, model=model,
+                        sha256=None, source="huggingface", kind=kind)
+
+
+REGISTRY: Dict[str, WeightsEntry] = {
+    e.name: e
+    for e in (
+        _openmmlab("dwpose-t", "rtmpose-t_simcc-ucoco_dw-ucoco_270e-256x192-dcf277bf_20230728.pth"),
+        _openmmlab("dwpose-s", "rtmpose-s_simcc-ucoco_dw-ucoco_270e-256x192-3fd922c8_20230728.pth"),
+        _openmmlab("dwpose-m", "rtmpose-m_simcc-ucoco_dw-ucoco_270e-256x192-c8b76419_20230728.pth"),
+        _openmmlab("dwpose-l", "rtmpose-l_simcc-ucoco_dw-ucoco_270e-256x192-4d6dfc62_20230728.pth"),
+        _openmmlab("dwpose-l-384", "rtmpose-l_simcc-ucoco_dw-ucoco_270e-384x288-2438fd99_20230728.pth"),
+        # Hugging Face yzd-v/DWPose: no published hashes (sha256=None).
+        _hf("dwpose-t-hf", "dw-tt_ucoco.pth", "dwpose-t"),
+        _hf("dwpose-s-hf", "dw-ss_ucoco.pth", "dwpose-s"),
+        _hf("dwpose-m-hf", "dw-mm_ucoco.pth", "dwpose-m"),
+        _hf("dwpose-l-hf", "dw-ll_ucoco.pth", "dwpose-l"),
+        _hf("dwpose-l-384-hf", "dw-ll_ucoco_384.pth", "dwpose-l-384"),
+        _hf("dwpose-l-384-hf-onnx", "dw-ll_ucoco_384.onnx", "dwpose-l-384"),
+        _hf("yolox-l-hf-onnx", "yolox_l.onnx", None),  # the person detector DWPose's demo uses
+    )
+}
+
+
+# ----------------------------------------------------------------------------- lookups
+
+
+def cache_dir() -> Path:
+    """The weights cache: ``$DWPOSE_EDGE_CACHE`` if set, else ``~/.cache/dwpose_edge`` (not created here)."""
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dwpose_edge"
+
+
+def list_weights() -> list:
+    """Registry names, sorted."""
+    return sorted(REGISTRY)
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """The registry entry called `name`; the error lists every valid name."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise WeightsError(f"unknown weights {name!r}; registry names: {', '.join(list_weights())}"
+                           " (or give the path of a local file)") from None
+
+
+def weights_for_model(model: str, source: str = "openmmlab", kind: str = "pth") -> WeightsEntry:
+    """The entry holding weights for a variant (default: the verified OpenMMLab .pth)."""
+    for e in REGISTRY.values():
+        if e.model == model and e.source == source and e.kind == kind:
+            return e
+    raise WeightsError(f"no {source} {kind} weights for model {model!r}; variants: {', '.join(_VARIANTS)}")
+
+
+def entry_url(entry: WeightsEntry) -> str:
+    """Where `entry` is fetched from: its official URL, or ``$DWPOSE_EDGE_WEIGHTS_URL/<filename>``."""
+    base = os.environ.get(MIRROR_ENV, "").strip()
+    if not base:
+        return entry.url
+    base = base.replace("{source}", entry.source)
+    if not base.lower().startswith(("http://", "https://", "file://")):
+        raise WeightsError(f"{MIRROR_ENV}={base!r} is not an http(s):// or file:// base URL")
+    return base.rstrip("/") + "/" + entry.filename
+
+
+def cached_path(entry: Union[WeightsEntry, str]) -> Path:
+    """Where the file of `entry` (or registry name) lives in the cache, present or not."""
+    if isinstance(entry, str):
+        entry = get_entry(entry)
+    return cache_dir() / entry.filename
+
+
+# ----------------------------------------------------------------------------- hashing
+
+
+def sha256_of_file(path: PathLike) -> str:
+    """Hex sha256 of a file, read in chunks (the file is never unpickled)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _matches(digest: str, expected: str) -> bool:
+    return digest == expected if len(expected) == 64 else digest.startswith(expected)
+
+
+def _describe(expected: str) -> str:
+    return f"sha256 {expected}" if len(expected) == 64 else f"sha256 prefix {expected}"
+
+
+# (resolved path, size, mtime_ns, expected) of files already verified in this process.
+_VERIFIED: set = set()
+
+
+def _stat_key(path: Path, expected: str) -> Tuple[str, int, int, str]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, expected)
+
+
+def verify_file(path: PathLike, sha256: str) -> str:
+    """Check a file against a full sha256 or a prefix; return its full digest or raise ChecksumError."""
+    expected = _normalize_sha256(sha256)
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"cannot verify {p}: no such file")
+    digest = sha256_of_file(p)
+    if not _matches(digest, expected):
+        raise ChecksumError(f"{p} has sha256 {digest}, expected {_describe(expected)}")
+    return digest
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def _manual_hint(url: str, dest: Path) -> str:
+    return (f"Download it yourself from {url} and put it at {dest} "
+            f"(the cache directory comes from ${CACHE_ENV}, a mirror from ${MIRROR_ENV}), "
+            "or pass the path of a local copy instead of a registry name.")
+
+
+def download(url: str, dest: PathLike, sha256: Optional[str] = None, progress: bool = True,
+             timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Fetch `url` to `dest` atomically and return `dest`.
+
+    The body is streamed into a temporary file next to `dest`, hashed on the way,
+    checked against the Content-Length (a short body is an error) and, when `sha256`
+    (full hex digest or a prefix of >= 8 hex digits) is given, against the hash --
+    all before the ``os.replace`` that makes `dest` appear. On any failure the
+    temporary file is removed and `dest` is left untouched. Network and HTTP
+    failures raise WeightsError naming the URL and where to put the file by hand;
+    a hash mismatch raises ChecksumError.
+    """
+    dest = Path(dest)
+    expected = _normalize_sha256(sha256) if sha256 is not None else None
+    hint = _manual_hint(url, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise WeightsError(f"cannot write to {dest.parent}: {exc}. Set ${CACHE_ENV} to a writable "
+                           f"directory. {hint}") from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest, size = _fetch(url, out, progress, timeout, dest.name, hint)
+            out.flush()
+            os.fsync(out.fileno())
+        if expected is not None and not _matches(digest, expected):
+            raise ChecksumError(
+                f"download of {url} is corrupt or a different file: sha256 {digest}, expected "
+                f"{_describe(expected)} ({size} bytes received, nothing was written to {dest}). "
+                f"Try again; if it persists the server or mirror serves the wrong file. {hint}")
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    if expected is None:
+        log.info("downloaded %s -> %s (sha256 %s, not verified: no hash given)", url, dest, digest)
+    else:
+        log.info("downloaded %s -> %s (sha256 %s verified)", url, dest, digest)
+    return dest
+
+
+def _fetch(url: str, out, progress: bool, timeout: float, label: str, hint: str) -> Tuple[str, int]:
+    """Stream `url` into the open file `out`; return (sha256 hex, bytes written)."""
+    from tqdm.auto import tqdm
+
+    req = urllib.request.Request(url, headers={"User-Agent": "dwpose-edge"})
+    h = hashlib.sha256()
+    size = 0
+    total: Optional[int] = None
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            if length is not None and length.strip().isdigit():
+                total = int(length)
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+                      disable=not progress, leave=False) as bar:
+                while True:
+                    chunk = resp.read(_CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    h.update(chunk)
+                    size += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as exc:
+        raise WeightsError(f"download of {url} failed: HTTP {exc.code} {exc.reason}. {hint}") from exc
+    except urllib.error.URLError as exc:
+        raise WeightsError(f"download of {url} failed: {exc.reason} (offline, blocked or wrong "
+                           f"host? behind a proxy, set ${MIRROR_ENV} or HTTPS_PROXY). {hint}") from exc
+    except (socket.timeout, TimeoutError) as exc:
+        raise WeightsError(f"download of {url} failed: no data for {timeout:g} s "
+                           f"(timed out after {size} bytes). {hint}") from exc
+    except (HTTPException, OSError) as exc:
+        raise WeightsError(f"download of {url} failed after {size} bytes: "
+                           f"{type(exc).__name__}: {exc}. {hint}") from exc
+    if total is not None and size != total:
+        raise WeightsError(f"download of {url} is truncated: received {size} of {total} bytes "
+                           f"(connection dropped). Nothing was written. Try again. {hint}")
+    return h.hexdigest(), size
+
+
+# ----------------------------------------------------------------------------- resolve
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_weights(name_or_path: Union[str, "os.PathLike[str]"], *, sha256: Optional[str] = None,
+                    allow_unverified: Optional[bool] = None, progress: bool = True,
+                    timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Turn a registry name or a local path into the path of a verified local file.
+
+    * A registry name (see `list_weights`) takes precedence over a same-named file
+      in the working directory (write ``./dwpose-t`` to mean the file). Its cached
+      copy ``cache_dir()/<filename>`` is verified against the hash the first time it
+      is used in a process (a mismatch raises ChecksumError telling to delete the
+      file; it is never deleted silently), or it is downloaded and verified.
+    * Anything else is a local path: it must exist and is returned as given
+      (verified too if `sha256` is passed).
+
+    `sha256` (full digest or >= 8-hex prefix) overrides the registry's hash. Entries
+    without a known hash need `sha256` or ``allow_unverified=True`` (default: the
+    ``DWPOSE_EDGE_ALLOW_UNVERIFIED`` environment variable).
+    """
+    if isinstance(name_or_path, str) and name_or_path in REGISTRY:
+        return _resolve_entry(REGISTRY[name_or_path], sha256, allow_unverified, progress, timeout)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise WeightsError(f"expected a registry name or a file path, got {type(name_or_path).__name__}")
+    path = Path(name_or_path)
+    if path.is_file():
+        if sha256 is not None:
+            verify_file(path, sha256)
+        return path
+    if path.exists():
+        raise WeightsError(f"{path} is not a file")
+    raise WeightsError(f"weights {os.fspath(name_or_path)!r} not found: it is neither an existing file nor a "
+                       f"registry name ({', '.join(list_weights())})")
+
+
+def _resolve_entry(entry: WeightsEntry, sha256: Optional[str], allow_unverified: Optional[bool],
+                   progress: bool, timeout: float) -> Path:
+    expected = _normalize_sha256(sha256) if sha256 is not None else entry.sha256
+    if allow_unverified is None:
+        allow_unverified = _env_true(ALLOW_UNVERIFIED_ENV)
+    dest = cached_path(entry)
+    if expected is None and not allow_unverified:
+        raise WeightsError(
+            f"{entry.name} ({entry.filename}, {entry.source}) has no published sha256, so it cannot be "
+            "verified. Pass sha256='<hex digest>' if you know it, or accept it unverified with "
+            f"allow_unverified=True (or {ALLOW_UNVERIFIED_ENV}=1). The verified OpenMMLab checkpoints "
+            f"are {', '.join(e.name for e in REGISTRY.values() if e.verified)}.")
+    if dest.is_file():
+        if expected is not None:
+            key = _stat_key(dest, expected)
+            if key not in _VERIFIED:
+                digest = sha256_of_file(dest)
+                if not _matches(digest, expected):
+                    raise ChecksumError(
+                        f"cached {entry.name} file {dest} has sha256 {digest}, expected {_describe(expected)}: "
+                        f"it is corrupt, truncated or a different file. Delete it (rm '{dest}') and run "
+                        "again to download it anew.")
+                _VERIFIED.add(key)
+        return dest
+    url = entry_url(entry)
+    try:
+        download(url, dest, sha256=expected, progress=progress, timeout=timeout)
+    except WeightsError as exc:
+        if url != entry.url and not isinstance(exc, ChecksumError):
+            raise WeightsError(f"{exc} (official URL: {entry.url})") from exc
+        raise
+    if expected is not None:
+        _VERIFIED.add(_stat_key(dest, expected))
+    return dest

@@ -1,0 +1,1 @@
+"""dwpose_edge.export"""

@@ -1,0 +1,59 @@
+"""The one runtime contract: `infer(batch) -> (simcc_x, simcc_y)` on numpy arrays, and a lazy loader table."""
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from dwpose_edge.errors import InputError, RuntimeUnavailableError
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A loaded pose model on one backend. `batch` is (N,3,H,W) float32 normalized RGB."""
+
+    name: str
+    input_size: tuple[int, int]  # (W, H)
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+# runtime name -> (module, class, pip extra that installs its package)
+RUNTIMES: dict[str, tuple[str, str, str]] = {
+    "torch": ("dwpose_edge.runtimes.torch_runtime", "TorchRuntime", "dwpose-edge"),
+    "onnxruntime": ("dwpose_edge.runtimes.onnxruntime_runtime", "OnnxRuntime", "dwpose-edge"),
+    "openvino": ("dwpose_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "dwpose-edge[openvino]"),
+    "ncnn": ("dwpose_edge.runtimes.ncnn_runtime", "NcnnRuntime", "dwpose-edge[ncnn]"),
+}
+
+
+def require(module: str, extra: str) -> object:
+    """Import an optional package or raise RuntimeUnavailableError naming the pip extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise RuntimeUnavailableError(
+            f"the '{module}' package is needed for this runtime but cannot be imported ({exc}); "
+            f"install it with: pip install '{extra}'") from exc
+
+
+def runtime_class(name: str) -> type:
+    """Return the class implementing runtime `name` (imported lazily)."""
+    if name not in RUNTIMES:
+        raise InputError(f"unknown runtime {name!r}; choose one of {sorted(RUNTIMES)}")
+    module, cls, _ = RUNTIMES[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def check_batch(batch: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Validate a (N,3,H,W) float32 batch against the model's input size; returns it C-contiguous."""
+    if not isinstance(batch, np.ndarray) or batch.ndim != 4 or batch.shape[1] != 3:
+        shape = getattr(batch, "shape", None)
+        raise InputError(f"batch must be a float32 array (N,3,H,W), got shape {shape}")
+    w, h = input_size
+    if batch.shape[2:] != (h, w):
+        raise InputError(f"batch crops are {batch.shape[3]}x{batch.shape[2]} (WxH) but the model takes {w}x{h}")
+    if batch.shape[0] == 0:
+        raise InputError("batch is empty (N=0)")
+    return np.ascontiguousarray(batch, dtype=np.float32)

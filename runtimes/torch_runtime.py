@@ -1,0 +1,39 @@
+"""PyTorch runtime: the reference. CPU fp32, CUDA fp32/fp16."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from dwpose_edge.errors import InputError, RuntimeUnavailableError
+from dwpose_edge.runtimes.base import check_batch
+
+
+class TorchRuntime:
+    """Runs a `DWPose` nn.Module; `threads` sets torch's intra-op threads (process-wide)."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, device: str = "cpu", precision: str = "fp32",
+                 threads: int | None = None) -> None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeUnavailableError(
+                f"device {device!r} requested but torch.cuda.is_available() is False "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use device='cpu'")
+        if precision not in ("fp32", "fp16"):
+            raise InputError(f"torch runtime precision must be fp32 or fp16, got {precision!r}")
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise InputError("torch fp16 runs on CUDA only; on CPU use fp32, or onnxruntime/openvino for fp16/int8")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.precision = precision
+        self.model = model.to(self.device, self.dtype).eval()
+        self.input_size: tuple[int, int] = tuple(model.spec.input_size)  # type: ignore[assignment]
+
+    @torch.inference_mode()
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(check_batch(batch, self.input_size)).to(self.device, self.dtype)
+        simcc_x, simcc_y = self.model(x)
+        return simcc_x.float().cpu().numpy(), simcc_y.float().cpu().numpy()
