@@ -44,7 +44,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .estimator import Estimator
 
     est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
-                    flip_test=args.flip_test, threads=args.threads)
+                    precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
+                    threads=args.threads)
     out: dict[str, dict] = {}
     draw_dir = Path(args.draw) if args.draw else None
     if draw_dir:
@@ -94,6 +95,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export.pipeline import export_model
+
+    path = export_model(args.model, args.weights, args.out, targets=_csv(args.to), precisions=_csv(args.precision),
+                        threads=args.threads)
+    print(f"validated exports and {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dwpose-edge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,13 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+")
     p.add_argument("--model", default="dwpose-t")
     p.add_argument("--weights", default=None, help="mmpose .pth path or registry name")
-    p.add_argument("--runtime", default="torch")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino", "ncnn"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--model-dir", default=None, help="folder written by `dwpose-edge export`")
+    p.add_argument("--device", default=None)
     p.add_argument("--flip-test", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="write results as JSON here")
     p.add_argument("--draw", default=None, help="write drawings into this folder")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export to ONNX / OpenVINO / ncnn, validate each against torch, write manifest.json")
+    p.add_argument("--model", default="dwpose-t")
+    p.add_argument("--weights", required=True,
+                   help="mmpose .pth, registry name, 'random' (untrained), or an official .onnx file")
+    p.add_argument("--to", default="onnx,openvino,ncnn", help="comma list of onnx, openvino, ncnn")
+    p.add_argument("--precision", default="fp32,fp16", help="comma list of fp32, fp16")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="run the embedded model on the bundled photos")
     p.add_argument("--model", default="dwpose-t")

@@ -1,17 +1,19 @@
 """`Estimator`: image (+ boxes) in, whole-body keypoints out, on any runtime."""
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError, WeightsError
-from .models.specs import get_spec
+from .errors import InputError, ModelFileError
+from .models.specs import NUM_KEYPOINTS, get_spec
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import check_image, crop_boxes
 from .result import PoseResult
-from .runtimes.base import Runtime, check_batch, runtime_class
+from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
 
 
 def _torch_model(model: str, weights: Any):
@@ -20,7 +22,6 @@ def _torch_model(model: str, weights: Any):
 
     from .models import build_model, load_checkpoint
 
-    net = build_model(model)
     if isinstance(weights, str) and weights == "random":
         torch.manual_seed(0)
         return build_model(model)  # seeded default init: untrained, for plumbing tests and demos only
@@ -32,7 +33,56 @@ def _torch_model(model: str, weights: Any):
         from .weights import resolve_weights
 
         weights = resolve_weights(weights)
-    return load_checkpoint(net, weights)
+    return load_checkpoint(build_model(model), weights)
+
+
+def _is_onnx(weights: Any) -> bool:
+    return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith(".onnx")
+
+
+def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
+                    threads: int | None) -> Runtime:
+    """Open one artifact of a folder written by `dwpose-edge export`, after checking model name and sha256."""
+    from .export.manifest import read_manifest, verified_paths
+
+    manifest = read_manifest(model_dir)
+    if manifest.model != model:
+        raise ModelFileError(f"{model_dir} holds an export of {manifest.model}, not {model}; "
+                             f"use Estimator(model='{manifest.model}', model_dir=...)")
+    artifact = manifest.find(runtime, precision)
+    return open_runtime(runtime, verified_paths(model_dir, artifact), precision=precision, device=device,
+                        threads=threads, input_size=tuple(manifest.input_size))
+
+
+def _cached_export(model: str, weights: Any, runtime: str, precision: str, device: str | None,
+                   threads: int | None) -> Runtime:
+    """Export `weights` for `runtime`/`precision` once into the cache (validated), then open it."""
+    from .export.manifest import MANIFEST, sha256_file
+    from .export.pipeline import export_model
+    from .weights import cache_dir
+
+    if _is_onnx(weights):
+        key = sha256_file(weights)
+    elif isinstance(weights, str) and weights == "random":
+        key = "random"
+    else:
+        if weights is None:
+            from .embedded import default_weights
+
+            weights = default_weights(model)
+        from .weights import resolve_weights
+
+        weights = resolve_weights(weights)
+        key = sha256_file(weights)
+    from . import __version__
+
+    tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:16]
+    folder = cache_dir() / "exports" / f"{model}_{tag}_{runtime}_{precision}"
+    if not (folder / MANIFEST).is_file():
+        target = {"onnxruntime": "onnx"}.get(runtime, runtime)
+        export_model(model, weights, folder, targets=[target], precisions=[precision], threads=threads,
+                     log=lambda msg: None)
+    return _open_model_dir(model, folder, runtime, precision, device, threads)
 
 
 class Estimator:
@@ -41,23 +91,42 @@ class Estimator:
     `est(image_bgr, boxes=None)` crops every box (mmpose's padding and affine),
     runs the crops through the runtime in batches of `batch_size`, decodes SimCC
     and returns a PoseResult in image pixels. `boxes=None` means the whole image.
+
+    Model source, in order: `model_dir` (a folder from `dwpose-edge export`), an `.onnx`
+    `weights` path (official DWPose / mmdeploy files work), else `weights` as a checkpoint
+    path / registry name / 'random' / None (= embedded default), exported and validated on
+    first use into the cache for non-torch runtimes.
     """
 
     def __init__(self, model: str = "dwpose-t", weights: Any = None, runtime: str = "torch",
-                 device: str = "cpu", precision: str = "fp32", flip_test: bool = False,
-                 batch_size: int = 16, threads: int | None = None) -> None:
+                 device: str | None = None, precision: str = "fp32", flip_test: bool = False,
+                 batch_size: int = 16, threads: int | None = None,
+                 model_dir: str | os.PathLike | None = None) -> None:
         self.spec = get_spec(model)
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        runtime_class(runtime)  # validates the name before any heavy work
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
-        cls = runtime_class(runtime)
-        if runtime == "torch":
-            self.runtime: Runtime = cls(_torch_model(model, weights), device=device, precision=precision,
+        if model_dir is not None:
+            if runtime == "torch":
+                raise InputError("model_dir holds exported files; choose runtime onnxruntime, openvino or ncnn")
+            self.runtime: Runtime = _open_model_dir(model, model_dir, runtime, precision, device, threads)
+        elif runtime == "torch":
+            if _is_onnx(weights):
+                raise InputError("an .onnx file runs on runtime='onnxruntime', 'openvino' or 'ncnn', not torch")
+            from .runtimes.torch_runtime import TorchRuntime
+
+            self.runtime = TorchRuntime(_torch_model(model, weights), device=device or "cpu", precision=precision,
                                         threads=threads)
+        elif _is_onnx(weights) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
+            self.runtime = open_runtime(runtime, {"model": Path(weights), "xml": Path(weights)}, device=device,
+                                        threads=threads, input_size=self.spec.input_size)
         else:
-            raise WeightsError(f"runtime {runtime!r} is not wired into Estimator yet")
-        self.input_size = self.runtime.input_size
+            self.runtime = _cached_export(model, weights, runtime, precision, device, threads)
+        self.input_size = tuple(self.runtime.input_size)
+        if self.input_size != tuple(self.spec.input_size):
+            raise ModelFileError(f"the model takes {self.input_size} crops but {model} needs {self.spec.input_size}")
 
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """SimCC logits for normalized crops (N,3,H,W), batched, with flip test when enabled."""
@@ -78,11 +147,11 @@ class Estimator:
         if boxes is None:
             h, w = image.shape[:2]
             boxes = np.array([[0, 0, w, h]], dtype=np.float32)
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4), np.float32)
-        if len(boxes) == 0:
-            k = 133
-            return PoseResult(np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32), boxes)
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.size == 0:
+            return PoseResult(np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32),
+                              np.zeros((0, 4), np.float32))
         crops, centers, scales = crop_boxes(image, boxes, self.input_size)
         simcc_x, simcc_y = self.infer_crops(crops)
         keypoints, scores = decode_simcc(simcc_x, simcc_y, centers, scales, self.input_size)
-        return PoseResult(keypoints, scores, boxes)
+        return PoseResult(keypoints, scores, boxes.reshape(-1, 4))

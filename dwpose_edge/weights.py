@@ -286,9 +286,13 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, progress: b
     failures raise WeightsError naming the URL and where to put the file by hand;
     a hash mismatch raises ChecksumError.
     """
-    dest = Path(dest)
+    return _download(url, Path(dest), sha256, progress, timeout, official_url=url)
+
+
+def _download(url: str, dest: Path, sha256: Optional[str], progress: bool, timeout: float,
+              official_url: str) -> Path:
     expected = _normalize_sha256(sha256) if sha256 is not None else None
-    hint = _manual_hint(url, dest)
+    hint = _manual_hint(official_url, dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -301,6 +305,7 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, progress: b
             digest, size = _fetch(url, out, progress, timeout, dest.name, hint)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache file is ordinary data
         if expected is not None and not _matches(digest, expected):
             raise ChecksumError(
                 f"download of {url} is corrupt or a different file: sha256 {digest}, expected "
@@ -335,8 +340,9 @@ def _fetch(url: str, out, progress: bool, timeout: float, label: str, hint: str)
                 total = int(length)
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
                       disable=not progress, leave=False) as bar:
+                read = getattr(resp, "read1", resp.read)  # read1: whatever arrived, no waiting for a full chunk
                 while True:
-                    chunk = resp.read(_CHUNK)
+                    chunk = read(_CHUNK)
                     if not chunk:
                         break
                     out.write(chunk)
@@ -423,13 +429,7 @@ def _resolve_entry(entry: WeightsEntry, sha256: Optional[str], allow_unverified:
                         "again to download it anew.")
                 _VERIFIED.add(key)
         return dest
-    url = entry_url(entry)
-    try:
-        download(url, dest, sha256=expected, progress=progress, timeout=timeout)
-    except WeightsError as exc:
-        if url != entry.url and not isinstance(exc, ChecksumError):
-            raise WeightsError(f"{exc} (official URL: {entry.url})") from exc
-        raise
+    _download(entry_url(entry), dest, expected, progress, timeout, official_url=entry.url)
     if expected is not None:
         _VERIFIED.add(_stat_key(dest, expected))
     return dest

@@ -57,3 +57,16 @@ def check_batch(batch: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     if batch.shape[0] == 0:
         raise InputError("batch is empty (N=0)")
     return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def open_runtime(runtime: str, files: dict, *, precision: str = "fp32", device: str | None = None,
+                 threads: int | None = None, input_size: tuple[int, int] | None = None) -> Runtime:
+    """Open exported model files (role -> path, as in a manifest artifact) on `runtime`."""
+    cls = runtime_class(runtime)
+    if runtime == "ncnn":
+        return cls(files["param"], files["bin"], input_size=input_size, threads=threads, precision=precision)
+    if runtime == "openvino":
+        return cls(files["xml"], device=device or "CPU", threads=threads, input_size=input_size, precision=precision)
+    if runtime == "onnxruntime":
+        return cls(files["model"], device=device or "cpu", threads=threads, input_size=input_size, precision=precision)
+    raise InputError(f"runtime {runtime!r} does not load exported files")

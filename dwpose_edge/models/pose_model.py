@@ -43,10 +43,11 @@ def _read_state_dict(path_or_state: StateLike) -> Mapping[str, torch.Tensor]:
         if not os.path.isfile(path):
             raise WeightsError(f"checkpoint not found: {path}")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_numpy_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for corrupt / unsafe pickles
             raise WeightsError(
-                f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                f"cannot read checkpoint {path}: {type(exc).__name__}: {_load_error_summary(exc)}"
                 " (is it a complete mmpose .pth file? re-download it; files needing arbitrary pickled"
                 " objects are refused on purpose)") from exc
     if not isinstance(obj, Mapping):
@@ -54,6 +55,31 @@ def _read_state_dict(path_or_state: StateLike) -> Mapping[str, torch.Tensor]:
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     return obj
+
+
+def _numpy_globals() -> list:
+    """numpy array reconstruction, allowed in weights-only loading: mmengine stores numpy arrays
+    (dataset_meta sigmas, joint weights) in a checkpoint's `meta`. No other globals are allowed."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    return [_reconstruct, scalar, np.ndarray, np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64)),
+            type(np.dtype(np.int64)), type(np.dtype(np.int32))]
+
+
+def _load_error_summary(exc: Exception) -> str:
+    """The informative line of a torch.load error (e.g. 'Unsupported global: ...'), ANSI codes stripped."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln]
+    for ln in lines:
+        if "Unsupported global" in ln or "GLOBAL" in ln:
+            return ln[:300]
+    return (lines[0] if lines else "")[:300]
 
 
 def mmpose_to_model_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -87,9 +113,9 @@ def load_checkpoint(model: nn.Module, path_or_state: StateLike) -> nn.Module:
                 more = f" ... and {len(items) - 8} more" if len(items) > 8 else ""
                 lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:8]) + more)
         raise WeightsError("\n".join(lines))
-    non_float = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if non_float:
-        raise WeightsError(f"checkpoint has NaN/inf values in {non_float[:5]}")
+    non_finite = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if non_finite:
+        raise WeightsError(f"checkpoint has NaN/inf values in {non_finite[:5]}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
     return model
 
@@ -101,9 +127,9 @@ def _guess_variant(state: Mapping[str, torch.Tensor]) -> str | None:
     stem = state.get("backbone.stem.0.conv.weight")
     cls_y = state.get("head.cls_y.weight")
     blocks = sum(1 for k in state if k.startswith("backbone.stage1.1.blocks.") and k.endswith("conv1.conv.weight"))
+    if stem is None or cls_y is None:
+        return None
     for spec in MODEL_SPECS.values():
-        if stem is None or cls_y is None:
-            return None
         if (stem.shape[0] == int(64 * spec.widen_factor // 2) and cls_y.shape[0] == spec.simcc_bins[1]
                 and blocks == max(round(3 * spec.deepen_factor), 1)):
             return spec.name

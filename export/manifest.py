@@ -1,0 +1,110 @@
+"""`manifest.json` of an exported model folder: what is in it, its hashes, tool versions and validation figures."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dwpose_edge.errors import ModelFileError
+
+MANIFEST = "manifest.json"
+FORMAT = "dwpose-edge-model/1"
+TOOLS = ("dwpose-edge", "torch", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf", "ncnn", "pnnx", "numpy")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for name in TOOLS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class Artifact:
+    """One runtime x precision in the folder: role -> file name (e.g. {'param': ..., 'bin': ...})."""
+
+    runtime: str
+    precision: str
+    files: dict[str, str]
+    sha256: dict[str, str] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def paths(self, folder: Path) -> dict[str, Path]:
+        return {role: folder / name for role, name in self.files.items()}
+
+
+@dataclass
+class Manifest:
+    model: str
+    input_size: tuple[int, int]
+    artifacts: list[Artifact]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def find(self, runtime: str, precision: str) -> Artifact:
+        for a in self.artifacts:
+            if a.runtime == runtime and a.precision == precision:
+                return a
+        have = ", ".join(f"{a.runtime}/{a.precision}" for a in self.artifacts) or "nothing"
+        raise ModelFileError(f"the model folder has no {runtime}/{precision} export (it has {have}); "
+                             f"export it with: dwpose-edge export --model {self.model} --to {runtime} --precision {precision}")
+
+
+def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
+    """Hash every artifact file and write manifest.json atomically."""
+    folder = Path(folder)
+    for a in manifest.artifacts:
+        a.sha256 = {role: sha256_file(folder / name) for role, name in a.files.items()}
+    doc = {"format": FORMAT, "model": manifest.model, "input_size": list(manifest.input_size),
+           **manifest.info, "versions": tool_versions(),
+           "artifacts": [a.__dict__ for a in manifest.artifacts]}
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False))
+    os.replace(tmp, folder / MANIFEST)
+    return folder / MANIFEST
+
+
+def read_manifest(folder: str | os.PathLike) -> Manifest:
+    """Parse manifest.json; ModelFileError if it is missing or malformed."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ModelFileError(f"{folder} has no {MANIFEST}: not a folder written by `dwpose-edge export`")
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT!r}")
+        arts = [Artifact(**a) for a in doc["artifacts"]]
+        info = {k: v for k, v in doc.items() if k not in ("format", "model", "input_size", "artifacts")}
+        return Manifest(doc["model"], tuple(doc["input_size"]), arts, info)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path} is malformed: {exc}") from exc
+
+
+def verified_paths(folder: str | os.PathLike, artifact: Artifact) -> dict[str, Path]:
+    """Paths of an artifact's files after checking each one's sha256 against the manifest."""
+    folder = Path(folder)
+    paths = artifact.paths(folder)
+    for role, p in paths.items():
+        if not p.is_file():
+            raise ModelFileError(f"{p} listed in {folder / MANIFEST} is missing")
+        want = artifact.sha256.get(role)
+        got = sha256_file(p)
+        if want != got:
+            raise ModelFileError(f"{p} does not match its sha256 in {MANIFEST} (expected {want}, got {got}): "
+                                 "the file was modified or corrupted; re-export the folder")
+    return paths

@@ -1,0 +1,133 @@
+"""One call from a checkpoint (or an official ONNX file) to every runtime, each validated before the manifest is written."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dwpose_edge.errors import ExportError, InputError
+from dwpose_edge.export.manifest import MANIFEST, Artifact, Manifest, sha256_file, write_manifest
+from dwpose_edge.export.validate import validate, validation_crops
+from dwpose_edge.models.specs import MEAN_RGB, STD_RGB, get_spec
+from dwpose_edge.runtimes.base import open_runtime
+
+TARGETS = {"onnx": "onnxruntime", "onnxruntime": "onnxruntime", "openvino": "openvino", "ncnn": "ncnn"}
+PRECISIONS = ("fp32", "fp16")
+
+
+def artifact_stem(model: str, input_size: tuple[int, int], precision: str) -> str:
+    return f"{model}_{input_size[1]}x{input_size[0]}_{precision}"
+
+
+def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Sequence[str] = ("onnx", "openvino", "ncnn"),
+                 precisions: Sequence[str] = PRECISIONS, threads: int | None = None,
+                 log: Callable[[str], None] = print) -> Path:
+    """Export `model` with `weights` (mmpose .pth / registry name / state dict / 'random', or an .onnx file).
+
+    Every artifact is run on the same validation crops as the reference (torch fp32, or onnxruntime
+    fp32 on an ONNX source) and must pass the agreement thresholds; only then is manifest.json written.
+    """
+    spec = get_spec(model)
+    runtimes = []
+    for t in targets:
+        if t not in TARGETS:
+            raise InputError(f"unknown export target {t!r}; choose from onnx, openvino, ncnn")
+        runtimes.append(TARGETS[t])
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise InputError(f"unknown precision {p!r}; export supports {PRECISIONS} (int8: see `--precision int8`)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # a folder is only valid once this run validated everything
+
+    crops = validation_crops(spec.input_size)
+    onnx_source = isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith(".onnx")
+    fp32_onnx = out / f"{artifact_stem(model, spec.input_size, 'fp32')}.onnx"
+    info: dict = {"mean_rgb": MEAN_RGB.tolist(), "std_rgb": STD_RGB.tolist(), "color": "RGB",
+                  "input_layout": "NCHW", "outputs": ["simcc_x", "simcc_y"], "split_ratio": 2.0}
+    t0 = time.perf_counter()
+    if onnx_source:
+        import shutil
+
+        from dwpose_edge.export.to_onnx import check_onnx_file
+
+        check_onnx_file(weights)
+        if Path(weights).resolve() != fp32_onnx.resolve():
+            shutil.copyfile(weights, fp32_onnx)
+        reference = open_runtime("onnxruntime", {"model": fp32_onnx}, threads=threads, input_size=spec.input_size)
+        info.update(source={"onnx": os.path.basename(os.fspath(weights)), "sha256": sha256_file(fp32_onnx)},
+                    reference="onnxruntime fp32 (CPU) on the source ONNX file", opset=_opset(fp32_onnx))
+        torch_model = None
+    else:
+        from dwpose_edge.estimator import _torch_model
+        from dwpose_edge.export.to_onnx import OPSET, export_onnx
+        from dwpose_edge.runtimes.torch_runtime import TorchRuntime
+
+        torch_model = _torch_model(model, weights)
+        reference = TorchRuntime(torch_model, threads=threads)
+        src = {"weights": weights if isinstance(weights, str) else "<state dict>"}
+        if isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():
+            src["sha256"] = sha256_file(weights)
+        info.update(source=src, reference="torch fp32 (CPU)", opset=OPSET)
+        log(f"onnx: exporting {model} -> {fp32_onnx.name}")
+        export_onnx(torch_model, fp32_onnx)
+    ref_out = None
+    artifacts: list[Artifact] = []
+    for runtime in dict.fromkeys(runtimes):
+        for precision in precisions:
+            t1 = time.perf_counter()
+            files = _convert(runtime, precision, model, spec, out, fp32_onnx, torch_model, onnx_source)
+            candidate = open_runtime(runtime, {k: out / v for k, v in files.items()}, precision=precision,
+                                     threads=threads, input_size=spec.input_size)
+            agreement = validate(reference.infer, candidate.infer, crops, precision, f"{runtime}/{precision} export")
+            log(f"{runtime}/{precision}: {', '.join(files.values())}  within 1px {agreement.within_1px:.2%}, "
+                f"mean {agreement.mean_px_error:.3f} px, max logit diff {agreement.max_logit_diff:.2e} "
+                f"({time.perf_counter() - t1:.1f} s)")
+            extra = {"inference_precision": str(candidate.inference_precision)} if hasattr(
+                candidate, "inference_precision") else {}
+            artifacts.append(Artifact(runtime, precision, files, validation=agreement.as_dict(), extra=extra))
+    info["validation_crops"] = {"n": int(len(crops)), "sha256": _array_hash(crops),
+                                "what": "bundled photos (grace_hopper, astronaut): full, centred and seeded random boxes"}
+    info["export_seconds"] = round(time.perf_counter() - t0, 1)
+    return write_manifest(out, Manifest(model, spec.input_size, artifacts, info))
+
+
+def _convert(runtime: str, precision: str, model: str, spec, out: Path, fp32_onnx: Path, torch_model,
+             onnx_source: bool) -> dict[str, str]:
+    stem = artifact_stem(model, spec.input_size, precision)
+    if runtime == "onnxruntime":
+        if precision == "fp32":
+            return {"model": fp32_onnx.name}
+        from dwpose_edge.export.onnx_fp16 import convert_onnx_fp16
+
+        return {"model": convert_onnx_fp16(fp32_onnx, out / f"{stem}.onnx").name}
+    if runtime == "openvino":
+        from dwpose_edge.export.to_openvino import export_openvino
+
+        xml = export_openvino(fp32_onnx, out / f"{stem}.xml", precision)
+        return {"xml": xml.name, "bin": xml.with_suffix(".bin").name}
+    if runtime == "ncnn":
+        from dwpose_edge.export import to_ncnn
+
+        if onnx_source:
+            param, bin_ = to_ncnn.onnx_to_ncnn(fp32_onnx, out, precision=precision)
+        else:
+            param, bin_ = to_ncnn.export_ncnn(torch_model, out, precision=precision)
+        return {"param": Path(param).name, "bin": Path(bin_).name}
+    raise ExportError(f"no converter for {runtime}")
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    return max((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
+                if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _array_hash(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()

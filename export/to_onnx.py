@@ -1,0 +1,121 @@
+"""Export a DWPose model to ONNX in the official layout: input `input` [N,3,H,W], outputs `simcc_x`, `simcc_y`."""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dwpose_edge.errors import ExportError, ModelFileError
+from dwpose_edge.models.specs import MEAN_RGB, STD_RGB
+
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("simcc_x", "simcc_y")
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = OPSET, dynamic_batch: bool = True,
+                simplify: bool = True) -> Path:
+    """Trace `model` to ONNX (TorchScript exporter, opset 17), check it, simplify it when onnxsim is installed.
+
+    The TorchScript exporter (`dynamo=False`) is used on purpose: it writes one self-contained
+    file at opset 17, the layout of the released DWPose/mmdeploy files.
+    """
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = model.spec.input_size
+    model = model.float().eval().cpu()
+    dummy = torch.randn(2 if dynamic_batch else 1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    axes = {n: {0: "batch"} for n in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic_batch else None
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (dummy,), str(raw), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=axes,
+                              do_constant_folding=True)
+        proto = onnx.load(str(raw))
+    if simplify:
+        proto = _simplify(proto)
+    _add_metadata(proto, model)
+    onnx.checker.check_model(proto, full_check=True)
+    tmp_path = path.with_suffix(".onnx.tmp")
+    onnx.save(proto, str(tmp_path))
+    os.replace(tmp_path, path)
+    return path
+
+
+def _simplify(proto):
+    try:
+        import onnxsim
+    except ImportError:
+        return proto  # optional: the unsimplified graph is equally correct, only a little slower to load
+    simplified, ok = onnxsim.simplify(proto)
+    if not ok:
+        raise ExportError("onnxsim could not verify the simplified graph; export with simplify=False")
+    return simplified
+
+
+def _add_metadata(proto, model: nn.Module) -> None:
+    spec = model.spec
+    meta = {"dwpose_edge.model": spec.name, "dwpose_edge.input_size": f"{spec.input_size[0]}x{spec.input_size[1]}",
+            "dwpose_edge.mean_rgb": ",".join(map(str, MEAN_RGB.tolist())),
+            "dwpose_edge.std_rgb": ",".join(map(str, STD_RGB.tolist())), "dwpose_edge.color": "RGB"}
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def check_onnx_file(path: str | os.PathLike) -> "onnx.ModelProto":  # noqa: F821
+    """Load and check an ONNX file before any runtime sees it; ModelFileError if corrupt or not a pose model."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"ONNX file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"ONNX file is empty: {path}")
+    try:
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise ModelFileError(f"{path} is not a valid ONNX model (truncated or corrupt?): "
+                             f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+    if len(inputs) != 1 or len(proto.graph.output) != 2:
+        raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(proto.graph.output)} outputs; "
+                             "a DWPose/RTMPose model has one input and two outputs (simcc_x, simcc_y)")
+    return proto
+
+
+def onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from dwpose_edge.models import build_model, load_checkpoint
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="dwpose-t")
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--out", required=True, help="output .onnx path")
+    ap.add_argument("--no-simplify", action="store_true")
+    args = ap.parse_args(argv)
+    from dwpose_edge.weights import resolve_weights
+
+    model = load_checkpoint(build_model(args.model), resolve_weights(args.weights))
+    print(export_onnx(model, args.out, simplify=not args.no_simplify))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""OpenVINO: reads IR (.xml) or ONNX; CPU by default, GPU/NPU device names passed through. Precision set explicitly."""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from dwpose_edge.errors import InputError, ModelFileError
+from dwpose_edge.runtimes.base import check_batch, require
+from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
+
+# Our precision -> OpenVINO INFERENCE_PRECISION_HINT. Never leave it unset: CPUs with bf16 would default to it.
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
+
+
+def inference_precision(core, device: str, precision: str) -> str:
+    """The hint to use: f16 only where the device computes in f16 natively, else f32 (fp16 IR weights still load)."""
+    hint = PRECISION_HINTS[precision]
+    if hint == "f16":
+        if "FP16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
+            return "f32"
+    return hint
+
+
+class OpenVinoRuntime:
+    """Compiled OpenVINO model; one infer request per thread, so one instance may serve several threads."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | os.PathLike, device: str = "CPU", threads: int | None = None,
+                 input_size: tuple[int, int] | None = None, precision: str = "fp32") -> None:
+        ov = require("openvino", "dwpose-edge[openvino]")
+        if precision not in PRECISION_HINTS:
+            raise InputError(f"openvino precision must be one of {sorted(PRECISION_HINTS)}, got {precision!r}")
+        path = os.fspath(path)
+        if path.endswith(".onnx"):
+            from dwpose_edge.export.to_onnx import check_onnx_file
+
+            check_onnx_file(path)
+        else:
+            check_ir_files(path)
+        core = ov.Core()
+        device = device.upper()
+        if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in core.available_devices} | {"AUTO", "MULTI", "HETERO"}:
+            raise InputError(f"OpenVINO device {device!r} not available here; available: {core.available_devices}")
+        try:
+            model = core.read_model(path)
+        except Exception as exc:
+            raise ModelFileError(f"OpenVINO cannot read {path}: {str(exc).splitlines()[0][:200]}") from exc
+        inp = model.inputs[0]
+        pshape = inp.get_partial_shape()
+        shape = [d.get_length() if d.is_static else None for d in pshape]
+        self.input_size = input_size_from_shape(shape, path, input_size)
+        if shape[0] is not None:  # let any batch through: DWPose graphs are batch-independent
+            model.reshape({inp.get_any_name(): ov.PartialShape([-1, 3, self.input_size[1], self.input_size[0]])})
+        config = {"INFERENCE_PRECISION_HINT": inference_precision(core, device, precision),
+                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads and device.startswith("CPU"):
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(model, device, config)
+        self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        names = [o.get_any_name() for o in self.compiled.outputs]
+        dims = [o.get_partial_shape()[-1].get_length() if o.get_partial_shape()[-1].is_static else None
+                for o in self.compiled.outputs]
+        self._ix, self._iy = order_outputs(names, dims, self.input_size)
+        self.device, self.precision, self.path = device, precision, path
+        self._local = threading.local()
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = check_batch(batch, self.input_size)
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer({0: batch})
+        return (request.get_output_tensor(self._ix).data.copy(), request.get_output_tensor(self._iy).data.copy())
+
+
+def check_ir_files(xml_path: str) -> None:
+    """An IR is an .xml plus a .bin beside it; both must exist and be non-empty."""
+    bin_path = os.path.splitext(xml_path)[0] + ".bin"
+    for p in (xml_path, bin_path):
+        if not os.path.isfile(p):
+            raise ModelFileError(f"OpenVINO IR file missing: {p}")
+        if os.path.getsize(p) == 0:
+            raise ModelFileError(f"OpenVINO IR file is empty: {p}")
