@@ -108,20 +108,56 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dwpose-edge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
 
-    p = sub.add_parser("predict", help="estimate whole-body keypoints on images or folders")
-    p.add_argument("inputs", nargs="+")
+    from .train.trainer import TrainConfig, load_config_file, train
+
+    options = load_config_file(args.config) if args.config else {}
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            options[f.name] = value
+    options["stage"] = args.stage
+    for key in ("ann", "images"):
+        if not options.get(key):
+            raise DwposeEdgeError(f"train needs --{key} (or '{key}' in the --config file)")
+    print(f"final checkpoint: {train(TrainConfig.from_dict(options))}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .estimator import Estimator
+    from .train.evaluate import evaluate_estimator, format_results
+
+    est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, precision=args.precision,
+                    model_dir=args.model_dir, device=args.device, flip_test=args.flip_test, threads=args.threads)
+    results = evaluate_estimator(est, args.ann, args.images, use_gt_boxes=args.det_file is None,
+                                 det_file=args.det_file, max_images=args.max_images)
+    print(format_results(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="dwpose-t")
-    p.add_argument("--weights", default=None, help="mmpose .pth path or registry name")
+    p.add_argument("--weights", default=None, help="mmpose .pth path, registry name, or .onnx file")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino", "ncnn"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     p.add_argument("--model-dir", default=None, help="folder written by `dwpose-edge export`")
     p.add_argument("--device", default=None)
     p.add_argument("--flip-test", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dwpose-edge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="estimate whole-body keypoints on images or folders")
+    p.add_argument("inputs", nargs="+")
+    _add_model_args(p)
     p.add_argument("--out", default=None, help="write results as JSON here")
     p.add_argument("--draw", default=None, help="write drawings into this folder")
     p.set_defaults(func=cmd_predict)
@@ -135,6 +171,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train", help="TPD training: stage1 (distil), stage2 (head self-KD) or plain (GT only)")
+    p.add_argument("stage", choices=["stage1", "stage2", "plain"])
+    p.add_argument("--config", default=None, help="TOML/YAML/JSON file with TrainConfig fields")
+    p.add_argument("--student", default=None)
+    p.add_argument("--teacher", default=None)
+    p.add_argument("--teacher-weights", dest="teacher_weights", default=None)
+    p.add_argument("--student-weights", dest="student_weights", default=None, help="stage2: the stage-1 checkpoint")
+    p.add_argument("--ann", default=None)
+    p.add_argument("--images", default=None)
+    p.add_argument("--val-ann", dest="val_ann", default=None)
+    p.add_argument("--val-images", dest="val_images", default=None)
+    p.add_argument("--out", default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--amp", action="store_true", default=None)
+    p.add_argument("--num-workers", dest="num_workers", type=int, default=None)
+    p.add_argument("--val-interval", dest="val_interval", type=int, default=None)
+    p.add_argument("--resume", default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="COCO-WholeBody AP per part of any runtime on a COCO-WholeBody json")
+    _add_model_args(p)
+    p.add_argument("--ann", required=True)
+    p.add_argument("--images", required=True)
+    p.add_argument("--det-file", default=None, help="COCO person detections json (default: ground-truth boxes)")
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--out", default=None, help="write the AP table as JSON here")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="run the embedded model on the bundled photos")
     p.add_argument("--model", default="dwpose-t")

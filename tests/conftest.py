@@ -47,3 +47,9 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "dwpose-t_random.pth"
     torch.save({"meta": {"epoch": 0, "dataset_meta": {"dataset_name": "coco_wholebody"}}, "state_dict": state}, path)
     return path
+
+
+# tests import helpers such as tiny_wholebody from this folder
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))

@@ -1,0 +1,188 @@
+"""Trainer: stage 1 / stage 2 / plain steps, resume, checkpoints, DDP on gloo, schedule, EMA."""
+import json
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from dwpose_edge import Estimator
+from dwpose_edge.models import build_model, load_checkpoint
+from dwpose_edge.train.schedule import ExpMomentumEMA, learning_rate
+from dwpose_edge.train.trainer import TrainConfig, train
+from tiny_wholebody import make_tiny_wholebody
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    ann = make_tiny_wholebody(root, n_images=4, seed=0)
+    torch.manual_seed(0)
+    torch.save({"meta": {}, "state_dict": build_model("dwpose-s").state_dict()}, root / "teacher.pth")
+    return root, ann
+
+
+def cfg_for(root, ann, out, **kw):
+    base = dict(student="dwpose-t", ann=str(ann), images=str(root / "images"), out=str(out), batch_size=4,
+                warmup_iters=1, lr=1e-3, num_workers=0, progress=False, ema=False, augment=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def losses(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def total(record):
+    return sum(v for k, v in record.items() if k.startswith("loss_"))
+
+
+def test_stage1_and_stage2_reduce_their_losses(data, tmp_path):
+    root, ann = data
+    final1 = train(cfg_for(root, ann, tmp_path / "s1", stage="stage1", teacher="dwpose-s",
+                           teacher_weights=str(root / "teacher.pth"), epochs=8, aug_switch_epoch=100))
+    log = losses(tmp_path / "s1")
+    assert set(log[0]) >= {"loss_kpt", "loss_fea", "loss_logit", "lr", "time_s"}
+    # random-init logits are flat, so the GT term first rises as they sharpen; the sum must fall
+    assert total(log[-1]) < 0.5 * total(log[0])
+    assert log[-1]["loss_fea"] < 0.5 * log[0]["loss_fea"] and log[-1]["loss_logit"] < 0.5 * log[0]["loss_logit"]
+    # the final checkpoint is a plain mmpose checkpoint our loader and Estimator read
+    ckpt = torch.load(final1, weights_only=True)
+    assert set(ckpt) == {"meta", "state_dict"} and ckpt["meta"]["stage"] == "stage1"
+    assert all(k.startswith(("backbone.", "head.")) for k in ckpt["state_dict"])
+    est = Estimator("dwpose-t", weights=str(final1))
+    assert est(np.zeros((64, 48, 3), np.uint8)).keypoints.shape == (1, 133, 2)
+
+    before = load_checkpoint(build_model("dwpose-t"), final1).state_dict()
+    final2 = train(cfg_for(root, ann, tmp_path / "s2", stage="stage2", student_weights=str(final1), epochs=20,
+                           lr=1e-3))
+    log2 = losses(tmp_path / "s2")
+    assert log2[-1]["loss_logit"] < 0.5 * log2[0]["loss_logit"]
+    after = torch.load(final2, weights_only=True)["state_dict"]
+    for k, v in before.items():
+        if k.startswith("backbone."):
+            assert torch.equal(v, after[k]), k  # frozen backbone, BN stats included, bit-identical
+    assert not torch.equal(before["head.cls_x.weight"], after["head.cls_x.weight"])
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    root, ann = data
+    kw = dict(stage="plain", epochs=3, ema=True)
+    straight = train(cfg_for(root, ann, tmp_path / "a", **kw))
+    part = cfg_for(root, ann, tmp_path / "b", **kw)
+    _train_epochs(part, stop_after=2)  # the same 3-epoch schedule, interrupted after epoch 2
+    assert len(losses(tmp_path / "b")) == 2
+    resumed = train(TrainConfig(**{**part.__dict__, "resume": str(tmp_path / "b" / "latest.pth")}))
+    assert [r["epoch"] for r in losses(tmp_path / "b")] == [1, 2, 3]
+    a = torch.load(straight, weights_only=True)["state_dict"]
+    b = torch.load(resumed, weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def _train_epochs(cfg, stop_after):
+    """Train the first `stop_after` epochs of cfg's schedule (same schedule, interrupted)."""
+    import dwpose_edge.train.trainer as trainer
+
+    class Stop(Exception):
+        pass
+
+    original = trainer._save
+    calls = {"n": 0}
+
+    def save_then_stop(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == stop_after:
+            raise Stop
+
+    trainer._save = save_then_stop
+    try:
+        with pytest.raises(Stop):
+            train(cfg)
+    finally:
+        trainer._save = original
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg_dict):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    train(TrainConfig(**cfg_dict))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_match_one_process(data, tmp_path):
+    """Plain GT training: 2 processes x batch 2 (synchronised BN, averaged gradients) vs 1 x batch 4.
+
+    The GT loss is summed over each process's batch (as mmpose's KLDiscretLoss), so DDP's averaged
+    gradient is half the single-process one; AdamW's update is invariant to that constant scale.
+    """
+    root, _ = data
+    ann = make_tiny_wholebody(tmp_path / "eight", n_images=8, seed=1, people=(1, 1))  # 8 persons: 2 global batches
+    common = dict(stage="plain", epochs=2, shuffle=False, images=str(tmp_path / "eight" / "images"))
+    single = train(cfg_for(root, ann, tmp_path / "one", batch_size=4, **common))
+    cfg = cfg_for(root, ann, tmp_path / "ddp", batch_size=2, **common).__dict__
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg), nprocs=2, join=True)
+    a = torch.load(single, weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "ddp" / "final.pth", weights_only=True)["state_dict"]
+    init = build_model("dwpose-t").state_dict()
+    moved = max(float((a[k].float() - init[k].float()).abs().max()) for k in a if a[k].is_floating_point())
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].is_floating_point())
+    assert moved > 1e-3  # training really changed the weights
+    assert diff < 1e-3 * max(1.0, moved) and diff < 0.05 * moved
+
+
+def test_learning_rate_schedule():
+    kw = dict(base_lr=4e-3, max_epochs=270, warmup_iters=1000)
+    assert learning_rate(0, 0.0, **kw) == pytest.approx(4e-3 * 1e-5)
+    assert learning_rate(500, 1.0, **kw) == pytest.approx(4e-3 * (1e-5 + (1 - 1e-5) * 0.5))
+    assert learning_rate(5000, 100.0, **kw) == pytest.approx(4e-3)
+    assert learning_rate(10 ** 6, 135.0, **kw) == pytest.approx(4e-3)
+    assert learning_rate(10 ** 6, 202.5, **kw) == pytest.approx(4e-3 * (0.05 + 0.95 * 0.5))
+    assert learning_rate(10 ** 6, 270.0, **kw) == pytest.approx(4e-3 * 0.05)
+
+
+def test_ema_follows_exp_momentum_formula():
+    m = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(0.0)
+    ema = ExpMomentumEMA(m, momentum=0.0002, gamma=2000)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema.update(m)
+    ema.update(m)
+    m0 = (1 - 0.0002) * math.exp(-1 / 2000) + 0.0002
+    m1 = (1 - 0.0002) * math.exp(-2 / 2000) + 0.0002
+    expected = (0 * (1 - m0) + m0) * (1 - m1) + m1
+    assert float(ema.state["weight"][0, 0]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_cli_train_with_config_file_then_eval(data, tmp_path, capsys):
+    from dwpose_edge.cli import main
+
+    root, ann = data
+    config = tmp_path / "plain.toml"
+    config.write_text(f'student = "dwpose-t"\nann = "{ann}"\nimages = "{root / "images"}"\nepochs = 1\n'
+                      f'batch_size = 4\nnum_workers = 0\nprogress = false\nwarmup_iters = 1\n')
+    assert main(["train", "plain", "--config", str(config), "--out", str(tmp_path / "run"), "--lr", "1e-4"]) == 0
+    final = tmp_path / "run" / "final.pth"
+    assert torch.load(final, weights_only=True)["meta"]["config"]["lr"] == 1e-4
+    assert main(["eval", "--weights", str(final), "--ann", str(ann), "--images", str(root / "images"),
+                 "--out", str(tmp_path / "ap.json")]) == 0
+    table = json.loads((tmp_path / "ap.json").read_text())
+    assert set(table) == {"body", "foot", "face", "lefthand", "righthand", "wholebody"}
+    assert 0.0 <= table["wholebody"]["AP"] <= 1.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lerning_rate = 3\n")
+    with pytest.raises(ValueError, match="unknown training options"):
+        main(["train", "plain", "--config", str(bad), "--ann", str(ann), "--images", str(root / "images")])

@@ -1,0 +1,307 @@
+"""TPD trainer: stage 1 (distil from a frozen teacher), stage 2 (head-only self-KD), or plain GT training.
+
+One loop, top to bottom. CPU or CUDA (+AMP); DDP via `torchrun` (gloo on CPU, nccl on CUDA) with
+batch norm synchronised across processes. Checkpoints are mmpose-format (`meta` + `state_dict` with
+`backbone.*`/`head.*`, EMA weights) plus a `train_state` for resuming; `final.pth` holds only the former.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from dwpose_edge.models import build_model, load_checkpoint
+from dwpose_edge.models.rtmcc_head import RTMCCHead
+from dwpose_edge.models.specs import NUM_KEYPOINTS, SIMCC_SPLIT_RATIO
+from dwpose_edge.train.data import AugConfig, WholeBodyDataset
+from dwpose_edge.train.losses import FEATURE_ALPHA_CODE, KLDiscretLoss, Stage1Loss, Stage2Loss
+from dwpose_edge.train.schedule import ExpMomentumEMA, learning_rate, param_groups
+from dwpose_edge.train.sync_bn import convert_sync_bn
+
+STAGES = ("stage1", "stage2", "plain")
+
+
+@dataclass
+class TrainConfig:
+    """Defaults follow the released DWPose configs (s1_dis: 270 epochs, s2_dis: 60 epochs)."""
+
+    stage: str = "stage1"
+    student: str = "dwpose-t"
+    teacher: str | None = None            # stage1: variant of the frozen teacher
+    teacher_weights: str | None = None    # stage1: its checkpoint
+    student_weights: str | None = None    # stage2: the stage-1 checkpoint (its backbone is frozen)
+    ann: str = ""
+    images: str = ""
+    val_ann: str | None = None
+    val_images: str | None = None
+    out: str = "work_dirs/dwpose"
+    epochs: int | None = None             # None: 270 (stage1/plain) or 60 (stage2)
+    batch_size: int = 64                  # per process (configs: 8 GPUs x 64)
+    lr: float = 4e-3
+    weight_decay: float = 0.05
+    warmup_iters: int = 1000
+    alpha: float = FEATURE_ALPHA_CODE     # feature-loss weight (paper: 5e-5)
+    logit_weight: float | None = None     # None: 0.1 in stage 1, 1.0 (gamma) in stage 2
+    ema: bool = True
+    augment: bool = True                  # False: plain crops (debugging, overfitting tests)
+    shuffle: bool = True
+    aug_switch_epoch: int | None = None   # None: epochs - epochs/9 (240 of 270, RTMPose's stage-2 pipeline)
+    teacher_train_mode: bool = False      # mmpose quirk: its distiller runs the teacher's BN in train mode
+    frozen_bn_train_mode: bool = False    # mmpose quirk (stage 2): frozen backbone BN keeps batch stats
+    num_workers: int = 2
+    device: str = "cpu"
+    amp: bool = False                     # CUDA only
+    seed: int = 0
+    val_interval: int = 10
+    max_iters_per_epoch: int | None = None
+    resume: str | None = None             # a checkpoint written by this trainer (e.g. out/latest.pth)
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Options from a .toml, .yaml/.yml or .json file (keys as TrainConfig fields)."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            import tomli as tomllib  # type: ignore[no-redef]
+        return dict(tomllib.loads(text))
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return dict(yaml.safe_load(text) or {})
+    return dict(json.loads(text))
+
+
+class TrainStep(nn.Module):
+    """Everything that runs in one training step; DDP wraps this, so its trainable parts sync."""
+
+    def __init__(self, cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None) -> None:
+        super().__init__()
+        self.stage = cfg.stage
+        self.student = student
+        self.teacher = teacher
+        if cfg.stage == "stage1":
+            self.loss = Stage1Loss(student.backbone.out_channels, teacher.backbone.out_channels, alpha=cfg.alpha,
+                                   logit_weight=0.1 if cfg.logit_weight is None else cfg.logit_weight)
+        elif cfg.stage == "stage2":
+            self.loss = Stage2Loss(gamma=1.0 if cfg.logit_weight is None else cfg.logit_weight)
+        else:
+            self.loss = KLDiscretLoss()
+
+    def forward(self, img: torch.Tensor, target_x: torch.Tensor, target_y: torch.Tensor,
+                target_weight: torch.Tensor, epoch: int, max_epochs: int) -> dict[str, torch.Tensor]:
+        if self.stage == "stage2":
+            with torch.no_grad():
+                feat = self.student.backbone(img)
+                teacher_logits = self.teacher(feat)  # the stage-1 head
+            return self.loss(student_logits=self.student.head(feat), teacher_logits=teacher_logits)
+        feat = self.student.backbone(img)
+        logits = self.student.head(feat)
+        if self.stage == "plain":
+            return {"loss_kpt": self.loss(logits, (target_x, target_y), target_weight)}
+        with torch.no_grad():
+            t_feat = self.teacher.backbone(img)
+            t_logits = self.teacher.head(t_feat)
+        return self.loss(student_logits=logits, teacher_logits=t_logits, target=(target_x, target_y),
+                         target_weight=target_weight, epoch=epoch, max_epochs=max_epochs,
+                         student_feat=feat, teacher_feat=t_feat)
+
+
+def _build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
+    student = build_model(cfg.student)
+    if cfg.stage == "stage1":
+        if not (cfg.teacher and cfg.teacher_weights):
+            raise ValueError("stage1 needs teacher and teacher_weights")
+        teacher = load_checkpoint(build_model(cfg.teacher), cfg.teacher_weights)
+        if teacher.spec.input_size != student.spec.input_size:
+            raise ValueError(f"teacher input {teacher.spec.input_size} differs from student {student.spec.input_size}")
+        teacher.requires_grad_(False)
+        return student, teacher
+    if cfg.stage == "stage2":
+        if not cfg.student_weights:
+            raise ValueError("stage2 needs student_weights (the stage-1 checkpoint)")
+        load_checkpoint(student, cfg.student_weights)
+        teacher_head = student.head  # the trained stage-1 head is the teacher
+        teacher_head.requires_grad_(False)
+        spec = student.spec
+        student.head = RTMCCHead(spec.head_in_channels, NUM_KEYPOINTS, spec.input_size, SIMCC_SPLIT_RATIO)
+        student.backbone.requires_grad_(False)
+        return student, teacher_head
+    return student, None
+
+
+def _set_modes(step: TrainStep, cfg: TrainConfig) -> None:
+    step.train()
+    if step.teacher is not None and not (cfg.stage == "stage1" and cfg.teacher_train_mode):
+        step.teacher.eval()
+    if cfg.stage == "stage2" and not cfg.frozen_bn_train_mode:
+        step.student.backbone.eval()
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("DWPOSE_EDGE_DDP_BACKEND") != "gloo" else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run the configured stage; returns the path of `final.pth` (mmpose format, EMA weights if enabled)."""
+    if cfg.stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {cfg.stage!r}")
+    epochs = cfg.epochs or (60 if cfg.stage == "stage2" else 270)
+    rank, world, local_rank = _distributed()
+    device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' asked for but torch.cuda.is_available() is False")
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    student, teacher = _build_models(cfg)
+    step = TrainStep(cfg, student, teacher)
+    if world > 1:
+        step = (nn.SyncBatchNorm.convert_sync_batchnorm(step) if device.type == "cuda" else convert_sync_bn(step))
+    step.to(device)
+    spec = student.spec
+    dataset = WholeBodyDataset(cfg.ann, cfg.images, spec.input_size, spec.sigma, train=True, seed=cfg.seed,
+                               aug=None if cfg.augment else AugConfig.none())
+    sampler = DistributedSampler(dataset, world, rank, shuffle=cfg.shuffle, seed=cfg.seed) if world > 1 else None
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=cfg.shuffle and sampler is None, sampler=sampler,
+                        num_workers=cfg.num_workers, drop_last=len(dataset) >= cfg.batch_size * world,
+                        generator=generator, persistent_workers=False, pin_memory=device.type == "cuda")
+    trainable = [m for m in (step.student, step.loss) if any(p.requires_grad for p in m.parameters())]
+    optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    ema = ExpMomentumEMA(step.student) if cfg.ema else None
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    ddp = nn.parallel.DistributedDataParallel(step, device_ids=[local_rank] if device.type == "cuda" else None) \
+        if world > 1 else step
+
+    start_epoch, it = 0, 0
+    if cfg.resume:
+        ckpt = torch.load(cfg.resume, map_location="cpu", weights_only=True)
+        ts = ckpt["train_state"]
+        step.student.load_state_dict(ts["student"])
+        step.loss.load_state_dict(ts["loss"])
+        optimizer.load_state_dict(ts["optimizer"])
+        if ema is not None and ts.get("ema"):
+            ema.load_state_dict(ts["ema"])
+        start_epoch, it = int(ckpt["meta"]["epoch"]), int(ckpt["meta"]["iter"])
+    switch = cfg.aug_switch_epoch if cfg.aug_switch_epoch is not None else epochs - max(1, round(epochs / 9))
+    iters_per_epoch = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
+    history = []
+    for epoch in range(start_epoch, epochs):
+        dataset.set_epoch(epoch)
+        generator.manual_seed(cfg.seed + epoch)  # the shuffle of an epoch does not depend on where a run resumed
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        if epoch >= switch and cfg.stage != "stage2" and cfg.augment:
+            dataset.aug = AugConfig.rtmpose_stage2()
+        _set_modes(step, cfg)
+        sums: dict[str, float] = {}
+        t0 = time.perf_counter()
+        bar = _progress(loader, iters_per_epoch, f"epoch {epoch + 1}/{epochs}", cfg.progress and rank == 0)
+        for i, batch in enumerate(bar):
+            if i >= iters_per_epoch:
+                break
+            lr = learning_rate(it, epoch + i / iters_per_epoch, base_lr=cfg.lr, max_epochs=epochs,
+                               warmup_iters=cfg.warmup_iters)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            args = [batch[k].to(device, non_blocking=True) for k in ("img", "target_x", "target_y", "target_weight")]
+            with torch.autocast(device.type, enabled=cfg.amp and device.type == "cuda"):
+                losses = ddp(*args, epoch, epochs)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, iter {it}: {losses}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                ema.update(step.student)
+            it += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+        n = max(1, min(iters_per_epoch, i + 1))
+        record = {"epoch": epoch + 1, "iter": it, "lr": lr, "time_s": round(time.perf_counter() - t0, 2),
+                  **{k: v / n for k, v in sums.items()}}
+        if rank == 0:
+            if cfg.val_ann and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == epochs):
+                record["val"] = evaluate_weights(cfg.student, _export_state(step, ema), cfg.val_ann, cfg.val_images)
+            history.append(record)
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                           if k != "val") + (f" val_AP={record['val']['wholebody']['AP']:.4f}" if "val" in record else ""),
+                  flush=True)
+            _save(out / "latest.pth", cfg, step, optimizer, ema, epoch + 1, it)
+    final = out / "final.pth"
+    if rank == 0:
+        torch.save({"meta": _meta(cfg, epochs, it), "state_dict": _export_state(step, ema)}, final)
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def _progress(loader, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return loader
+    from tqdm import tqdm
+
+    return tqdm(loader, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _export_state(step: TrainStep, ema: ExpMomentumEMA | None) -> dict[str, torch.Tensor]:
+    state = ema.state if ema is not None else step.student.state_dict()
+    return {k: v.detach().cpu().clone() for k, v in state.items() if k.startswith(("backbone.", "head."))}
+
+
+def _meta(cfg: TrainConfig, epoch: int, it: int) -> dict[str, Any]:
+    from dwpose_edge import __version__
+
+    return {"epoch": epoch, "iter": it, "stage": cfg.stage, "model": cfg.student, "dwpose_edge": __version__,
+            "config": json.loads(json.dumps(asdict(cfg))), "dataset_meta": {"dataset_name": "coco_wholebody"}}
+
+
+def _save(path: Path, cfg: TrainConfig, step: TrainStep, optimizer, ema, epoch: int, it: int) -> None:
+    state = {"meta": _meta(cfg, epoch, it), "state_dict": _export_state(step, ema),
+             "train_state": {"student": step.student.state_dict(), "loss": step.loss.state_dict(),
+                             "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema else None}}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def evaluate_weights(model: str, state: dict, ann: str, images: str) -> dict:
+    """COCO-WholeBody AP of a state dict on GT boxes (torch runtime, no flip)."""
+    from dwpose_edge import Estimator
+    from dwpose_edge.train.evaluate import evaluate_estimator
+
+    return evaluate_estimator(Estimator(model, weights=state), ann, images, progress=False)
+
