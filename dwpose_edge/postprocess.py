@@ -26,7 +26,8 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, centers: np.ndarray, 
     simcc_x, simcc_y = np.asarray(simcc_x), np.asarray(simcc_y)
     locs, scores = simcc_maximum(simcc_x, simcc_y)
     locs = locs / split_ratio
-    size = np.asarray(input_size, dtype=np.float32)
+    # float64 for the mapping back to the image, as mmpose's TopdownPoseEstimator (input_size is int there)
+    size = np.asarray(input_size, dtype=np.float64)
     centers = np.asarray(centers, dtype=np.float32)[:, None, :]
     scales = np.asarray(scales, dtype=np.float32)[:, None, :]
     keypoints = locs / size * scales + centers - 0.5 * scales

@@ -66,8 +66,15 @@ def _numpy_globals() -> list:
         from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import _reconstruct, scalar
-    return [_reconstruct, scalar, np.ndarray, np.dtype, type(np.dtype(np.float32)), type(np.dtype(np.float64)),
-            type(np.dtype(np.int64)), type(np.dtype(np.int32))]
+    # Checkpoints written under numpy 1 (all mmpose/DWPose releases: mmpose pins numpy<2) name
+    # `numpy.core.multiarray._reconstruct`; under numpy 2 the function lives in numpy._core and
+    # torch matches globals by name, so allow both spellings explicitly.
+    aliases = [(_reconstruct, f"{mod}.multiarray._reconstruct") for mod in ("numpy.core", "numpy._core")]
+    aliases += [(scalar, f"{mod}.multiarray.scalar") for mod in ("numpy.core", "numpy._core")]
+    # mmpose's dataset_meta holds float32 (sigmas, joint weights) and uint8 (colors) arrays:
+    # allow every numeric dtype class (bool, ints, uints, floats).
+    dtypes = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdg"]
+    return aliases + [_reconstruct, scalar, np.ndarray, np.dtype] + list(dict.fromkeys(dtypes))
 
 
 def _load_error_summary(exc: Exception) -> str:
