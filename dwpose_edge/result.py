@@ -33,6 +33,30 @@ class PoseResult:
             sel = slice(len(self) + index, len(self) + index + 1)
         return PoseResult(self.keypoints[sel], self.scores[sel], self.boxes[sel])
 
+    def to_coco(self, image_id: int, score_threshold: float = 0.2) -> list[dict]:
+        """COCO-WholeBody result entries (one per person): part keypoints as flat x,y,score lists, bbox xywh,
+        and `score` = mean of the keypoint scores above `score_threshold` (mmpose's rescoring, box score 1)."""
+        out = []
+        fields = (("keypoints", "body"), ("foot_kpts", "feet"), ("face_kpts", "face"),
+                  ("lefthand_kpts", "left_hand"), ("righthand_kpts", "right_hand"))
+        for k, s, box in zip(self.keypoints, self.scores, self.boxes):
+            entry: dict = {"image_id": int(image_id), "category_id": 1}
+            for field_name, part in fields:
+                a, b = PARTS[part]
+                entry[field_name] = np.concatenate([k[a:b], s[a:b, None]], 1).astype(np.float64).round(3).ravel().tolist()
+            good = s > score_threshold
+            entry["score"] = float(s[good].mean()) if good.any() else 0.0
+            x1, y1, x2, y2 = (float(v) for v in box)
+            entry["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+            out.append(entry)
+        return out
+
+    def to_openpose(self, canvas_size: tuple[int, int]) -> dict:
+        """OpenPose/ControlNet JSON (see `dwpose_edge.openpose.to_openpose`); canvas_size is (H, W)."""
+        from .openpose import to_openpose
+
+        return to_openpose(self, canvas_size)
+
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints, scores) of one part: body, feet, face, left_hand or right_hand."""
         if name not in PARTS:
