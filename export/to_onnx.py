@@ -74,8 +74,9 @@ def _add_metadata(proto, model: nn.Module) -> None:
         entry.key, entry.value = k, v
 
 
-def check_onnx_file(path: str | os.PathLike) -> "onnx.ModelProto":  # noqa: F821
-    """Load and check an ONNX file before any runtime sees it; ModelFileError if corrupt or not a pose model."""
+def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2) -> "onnx.ModelProto":  # noqa: F821
+    """Load and check an ONNX file before any runtime sees it; ModelFileError if corrupt or of the wrong kind
+    (one input and `n_outputs` outputs: 2 for a SimCC pose model, 1 for a YOLOX detector)."""
     import onnx
 
     path = Path(path)
@@ -90,9 +91,10 @@ def check_onnx_file(path: str | os.PathLike) -> "onnx.ModelProto":  # noqa: F821
         raise ModelFileError(f"{path} is not a valid ONNX model (truncated or corrupt?): "
                              f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
-    if len(inputs) != 1 or len(proto.graph.output) != 2:
-        raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(proto.graph.output)} outputs; "
-                             "a DWPose/RTMPose model has one input and two outputs (simcc_x, simcc_y)")
+    if len(inputs) != 1 or len(proto.graph.output) != n_outputs:
+        what = ("a DWPose/RTMPose model has one input and two outputs (simcc_x, simcc_y)" if n_outputs == 2
+                else f"expected one input and {n_outputs} output(s)")
+        raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(proto.graph.output)} outputs; {what}")
     return proto
 
 
