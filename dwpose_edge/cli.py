@@ -9,61 +9,18 @@ from pathlib import Path
 
 from .errors import DwposeEdgeError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def _image_paths(inputs: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise DwposeEdgeError(f"input not found: {item}")
-    if not paths:
-        raise DwposeEdgeError(f"no images found in {inputs}")
-    return paths
-
-
-def _read_image(path: Path):
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DwposeEdgeError(f"cannot read image {path} (not an image file, or unsupported format)")
-    return image
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    import cv2
-    from tqdm import tqdm
-
-    from .draw import draw
     from .estimator import Estimator
+    from .predict import run_predict
 
     est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
                     precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
-                    threads=args.threads)
-    out: dict[str, dict] = {}
-    draw_dir = Path(args.draw) if args.draw else None
-    if draw_dir:
-        draw_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    paths = _image_paths(args.inputs)
-    for path in tqdm(paths, desc="predict", unit="img", disable=len(paths) < 2):
-        image = _read_image(path)
-        result = est(image)
-        out[str(path)] = {"keypoints": result.keypoints.round(2).tolist(),
-                          "scores": result.scores.round(4).tolist(), "boxes": result.boxes.tolist()}
-        if draw_dir:
-            cv2.imwrite(str(draw_dir / (path.stem + "_pose.png")), draw(image, result))
-    dt = (time.perf_counter() - t0) / len(paths)
-    if args.out:
-        Path(args.out).write_text(json.dumps(out))
-    print(f"{len(paths)} image(s), {sum(len(v['boxes']) for v in out.values())} person(s), "
-          f"{dt * 1000:.1f} ms per image")
+                    threads=args.threads, detector=args.detector)
+    summary = run_predict(est, args.inputs, out=args.out, draw_dir=args.draw, fmt=args.format)
+    print(f"{len(summary['files'])} file(s), {summary['frames']} frame(s), {summary['persons']} person(s) found, "
+          f"{summary['ms_per_frame']:.1f} ms per image/frame")
+    if summary["persons"] == 0:
+        print("no person found: try --detector none (whole image), hog or yolox, or pass boxes from Python")
     return 0
 
 
@@ -75,6 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .draw import draw
     from .embedded import EMBEDDED
     from .estimator import Estimator
+    from .predict import read_image
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +43,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "Pass real mmpose/DWPose weights with: dwpose-edge predict IMG --weights dwpose-t")
     est = Estimator(model=args.model, weights=weights, flip_test=True)
     for path in sorted(DATA_DIR.glob("*.jpg")):
-        image = _read_image(path)
+        image = read_image(path)
         t0 = time.perf_counter()
         result = est(image)
         ms = (time.perf_counter() - t0) * 1000
@@ -156,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="estimate whole-body keypoints on images or folders")
-    p.add_argument("inputs", nargs="+")
+    p.add_argument("inputs", nargs="+", help="images, folders, videos")
     _add_model_args(p)
+    p.add_argument("--detector", default="none", help="none (whole image), hog, yolox, or a YOLOX-style .onnx")
+    p.add_argument("--format", default="coco", choices=["coco", "openpose"])
     p.add_argument("--out", default=None, help="write results as JSON here")
-    p.add_argument("--draw", default=None, help="write drawings into this folder")
+    p.add_argument("--draw", default=None, help="write drawings (PNG per image, MP4 per video) into this folder")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export to ONNX / OpenVINO / ncnn, validate each against torch, write manifest.json")

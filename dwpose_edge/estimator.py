@@ -90,7 +90,9 @@ class Estimator:
 
     `est(image_bgr, boxes=None)` crops every box (mmpose's padding and affine),
     runs the crops through the runtime in batches of `batch_size`, decodes SimCC
-    and returns a PoseResult in image pixels. `boxes=None` means the whole image.
+    and returns a PoseResult in image pixels. `boxes=None` asks the detector: 'none' (default:
+    the whole image is one person), 'hog', 'yolox', a YOLOX-style .onnx path, or any object with
+    `detect(image) -> (boxes, scores)`. A detector that finds nobody gives an empty result.
 
     Model source, in order: `model_dir` (a folder from `dwpose-edge export`), an `.onnx`
     `weights` path (official DWPose / mmdeploy files work), else `weights` as a checkpoint
@@ -101,7 +103,7 @@ class Estimator:
     def __init__(self, model: str = "dwpose-t", weights: Any = None, runtime: str = "torch",
                  device: str | None = None, precision: str = "fp32", flip_test: bool = False,
                  batch_size: int = 16, threads: int | None = None,
-                 model_dir: str | os.PathLike | None = None) -> None:
+                 model_dir: str | os.PathLike | None = None, detector: Any = "none") -> None:
         self.spec = get_spec(model)
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -124,6 +126,9 @@ class Estimator:
                                         threads=threads, input_size=self.spec.input_size)
         else:
             self.runtime = _cached_export(model, weights, runtime, precision, device, threads)
+        from .detect import make_detector
+
+        self.detector = make_detector(detector, runtime=runtime, threads=threads)
         self.input_size = tuple(self.runtime.input_size)
         if self.input_size != tuple(self.spec.input_size):
             raise ModelFileError(f"the model takes {self.input_size} crops but {model} needs {self.spec.input_size}")
@@ -145,9 +150,11 @@ class Estimator:
     def __call__(self, image_bgr: np.ndarray, boxes: np.ndarray | None = None) -> PoseResult:
         image = check_image(image_bgr)
         if boxes is None:
-            h, w = image.shape[:2]
-            boxes = np.array([[0, 0, w, h]], dtype=np.float32)
-        boxes = np.asarray(boxes, dtype=np.float32)
+            boxes, _ = self.detector.detect(image)
+        try:
+            boxes = np.asarray(boxes, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"boxes must be numeric (N,4) x1,y1,x2,y2: {exc}") from None
         if boxes.size == 0:
             return PoseResult(np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32),
                               np.zeros((0, 4), np.float32))

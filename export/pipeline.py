@@ -80,6 +80,9 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
         for precision in precisions:
             t1 = time.perf_counter()
             files = _convert(runtime, precision, model, spec, out, fp32_onnx, torch_model, onnx_source)
+            taken = {name for a in artifacts for name in a.files.values() if a.runtime != runtime}
+            if taken & set(files.values()):
+                raise ExportError(f"{runtime}/{precision} wrote over another runtime's file: {taken & set(files.values())}")
             candidate = open_runtime(runtime, {k: out / v for k, v in files.items()}, precision=precision,
                                      threads=threads, input_size=spec.input_size)
             agreement = validate(reference.infer, candidate.infer, crops, precision, f"{runtime}/{precision} export")

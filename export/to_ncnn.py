@@ -144,7 +144,8 @@ def _validate(reference, param: Path, bin_: Path, input_size: tuple[int, int], p
 def _finish(param: Path, bin_: Path, out_dir: Path, stem: str, agreement, blobs: tuple[str, str], input_blob: str,
             input_size: tuple[int, int], precision: str, info: dict) -> NcnnFiles:
     out_dir.mkdir(parents=True, exist_ok=True)
-    final_param, final_bin = out_dir / f"{stem}.param", out_dir / f"{stem}.bin"
+    # ".ncnn." keeps the .bin apart from an OpenVINO IR .bin of the same stem in one model folder
+    final_param, final_bin = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"
     os.replace(bin_, final_bin)
     os.replace(param, final_param)
     info = {"input_blob": input_blob, "outputs": {"simcc_x": blobs[0], "simcc_y": blobs[1]},

@@ -48,7 +48,7 @@ def torch_infer(model, batch):
 
 def check_export(model, files, precision):
     param, bin_ = files
-    assert param.name == f"{model.spec.name}_{model.spec.input_size[1]}x{model.spec.input_size[0]}_{precision}.param"
+    assert param.name == f"{model.spec.name}_{model.spec.input_size[1]}x{model.spec.input_size[0]}_{precision}.ncnn.param"
     assert bin_.suffix == ".bin" and param.parent == bin_.parent
     assert sorted(p.name for p in param.parent.iterdir() if p.name.startswith(".pnnx")) == []  # temp dir gone
     a = files.agreement

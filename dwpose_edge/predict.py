@@ -1,0 +1,121 @@
+"""`dwpose-edge predict`: images, folders and videos in; JSON (COCO-WholeBody or OpenPose) and drawings out."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Expand folders (images and videos inside, sorted); every path must exist."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise InputError(f"input not found: {item}")
+    if not paths:
+        raise InputError(f"no images or videos found in {inputs}")
+    return paths
+
+
+def read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read image {path} (not an image, truncated, or an unsupported format)")
+    return image
+
+
+def video_frames(path: Path) -> tuple[Iterator[np.ndarray], float, int]:
+    """Frames of a video, its fps and frame count; InputError if OpenCV cannot decode it."""
+    cap = cv2.VideoCapture(str(path))
+    ok, first = cap.read() if cap.isOpened() else (False, None)
+    if not ok:
+        cap.release()
+        raise InputError(f"cannot open or decode video {path} (corrupt file or a codec OpenCV lacks)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            yield first
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield frame
+        finally:
+            cap.release()
+
+    return frames(), fps, count
+
+
+def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | None = None,
+                fmt: str = "coco", score_threshold: float = 0.3, progress: bool = True) -> dict:
+    """Estimate poses on every input; returns {"files": {...}, "persons": N, "frames": N, "ms_per_frame": t}."""
+    from tqdm import tqdm
+
+    from .draw import draw
+
+    if fmt not in ("coco", "openpose"):
+        raise InputError(f"format must be coco or openpose, got {fmt!r}")
+    paths = collect_inputs(inputs)
+    draw_path = Path(draw_dir) if draw_dir else None
+    if draw_path:
+        draw_path.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list] = {}
+    persons = frames = 0
+    t0 = time.perf_counter()
+
+    def encode(result, image, frame_id):
+        if fmt == "coco":
+            return result.to_coco(frame_id)
+        return result.to_openpose(image.shape[:2])
+
+    bar = tqdm(paths, desc="predict", unit="file", disable=not progress or len(paths) < 2)
+    for path in bar:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            stream, fps, count = video_frames(path)
+            writer = None
+            entries = []
+            for i, frame in enumerate(tqdm(stream, total=count or None, desc=path.name, unit="frame",
+                                           disable=not progress, leave=False)):
+                result = est(frame)
+                entries.append(encode(result, frame, i))
+                persons += len(result)
+                frames += 1
+                if draw_path:
+                    if writer is None:
+                        h, w = frame.shape[:2]
+                        writer = cv2.VideoWriter(str(draw_path / f"{path.stem}_pose.mp4"),
+                                                 cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer.write(draw(frame, result, score_threshold))
+            if writer is not None:
+                writer.release()
+            results[str(path)] = entries
+        else:
+            image = read_image(path)
+            result = est(image)
+            results[str(path)] = encode(result, image, 0)
+            persons += len(result)
+            frames += 1
+            if draw_path:
+                cv2.imwrite(str(draw_path / f"{path.stem}_pose.png"), draw(image, result, score_threshold))
+    elapsed = time.perf_counter() - t0
+    summary = {"files": results, "persons": persons, "frames": frames,
+               "ms_per_frame": round(elapsed * 1000 / max(frames, 1), 2), "format": fmt}
+    if out:
+        Path(out).write_text(json.dumps(summary))
+    return summary
