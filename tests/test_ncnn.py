@@ -59,7 +59,7 @@ def check_export(model, files, precision):
     else:
         assert a.max_logit_diff < 2.0, a
     assert files.info["outputs"] == {"simcc_x": "out0", "simcc_y": "out1"} and files.info["input_blob"] == "in0"
-    assert (param.parent / (param.stem + ".ncnn.json")).is_file()
+    assert (param.parent / param.name.replace(".ncnn.param", ".ncnn.json")).is_file()
 
 
 # --------------------------------------------------------------------------------------------- torch route
@@ -232,7 +232,7 @@ def test_official_layout_onnx_converts_and_agrees_with_onnxruntime(onnx_files, l
 
     src = onnx_files[layout]
     files = onnx_to_ncnn(src, tmp_path, precision)
-    assert files.param.name == f"{layout}_256x192_{precision}.param"
+    assert files.param.name == f"{layout}_256x192_{precision}.ncnn.param"
     a = files.agreement
     assert a.within_1px >= THRESHOLDS[precision][1], a
     if precision == "fp32":
@@ -344,7 +344,7 @@ def test_script_mode(onnx_files, tmp_path):
                            str(onnx_files["legacy17"]), "--out", str(out), "--name", "dwpose-t"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (out / "dwpose-t_256x192_fp32.param").is_file() and "within 1 px" in proc.stdout
+    assert (out / "dwpose-t_256x192_fp32.ncnn.param").is_file() and "within 1 px" in proc.stdout
 
 
 # --------------------------------------------------------------------------------------------- larger sizes
@@ -375,6 +375,6 @@ def test_l384_official_layout_onnx(exporter, tmp_path):
             torch.onnx.export(model, (x,), str(src), dynamo=True, opset_version=18, external_data=False,
                               dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}}, **ONNX_KW)
     files = onnx_to_ncnn(src, tmp_path / "out", "fp32")
-    assert files.param.name == f"{src.stem}_384x288_fp32.param"
+    assert files.param.name == f"{src.stem}_384x288_fp32.ncnn.param"
     assert files.agreement.within_1px == 1.0 and files.agreement.max_logit_diff < 5e-3, files.agreement
     assert NcnnRuntime(*files).input_size == (288, 384)

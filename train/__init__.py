@@ -1,1 +1,6 @@
-"""dwpose_edge.train"""
+"""dwpose_edge.train: COCO-WholeBody data pipeline, SimCC/TPD losses and whole-body evaluation.
+
+- `data`: `WholeBodyDataset`, `AugConfig` (RTMPose train pipeline, SimCC targets)
+- `losses`: `KLDiscretLoss`, `FeatureLoss`, `LogitLoss`, `Stage1Loss`, `Stage2Loss`, `distill_weight`
+- `evaluate`: `evaluate_estimator`, `evaluate_predictions` (needs xtcocotools built for numpy 2)
+"""

@@ -210,6 +210,8 @@ def train(cfg: TrainConfig) -> Path:
         if ema is not None and ts.get("ema"):
             ema.load_state_dict(ts["ema"])
         start_epoch, it = int(ckpt["meta"]["epoch"]), int(ckpt["meta"]["iter"])
+    # s2_dis configs inherit the 270-epoch cosine that starts at epoch 135: over 60 epochs the LR stays constant
+    cosine_begin = epochs if cfg.stage == "stage2" else None
     switch = cfg.aug_switch_epoch if cfg.aug_switch_epoch is not None else epochs - max(1, round(epochs / 9))
     iters_per_epoch = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
     history = []
@@ -228,7 +230,7 @@ def train(cfg: TrainConfig) -> Path:
             if i >= iters_per_epoch:
                 break
             lr = learning_rate(it, epoch + i / iters_per_epoch, base_lr=cfg.lr, max_epochs=epochs,
-                               warmup_iters=cfg.warmup_iters)
+                               warmup_iters=cfg.warmup_iters, cosine_begin=cosine_begin)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             args = [batch[k].to(device, non_blocking=True) for k in ("img", "target_x", "target_y", "target_weight")]
