@@ -33,7 +33,8 @@ def perturbed_checkpoint(path, name, seed):
     return path
 
 
-@pytest.fixture(scope="module", params=["dwpose-t", "dwpose-s"])
+@pytest.fixture(scope="module", params=["dwpose-t", "dwpose-s", pytest.param("dwpose-m", marks=pytest.mark.slow),
+                                        pytest.param("dwpose-l", marks=pytest.mark.slow)])
 def exported(request, tmp_path_factory):
     name = request.param
     tmp = tmp_path_factory.mktemp(name)

@@ -186,3 +186,14 @@ def test_cli_train_with_config_file_then_eval(data, tmp_path, capsys):
     bad.write_text("lerning_rate = 3\n")
     with pytest.raises(ValueError, match="unknown training options"):
         main(["train", "plain", "--config", str(bad), "--ann", str(ann), "--images", str(root / "images")])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
+def test_cuda_amp_training_steps(data, tmp_path):
+    root, ann = data
+    final = train(cfg_for(root, ann, tmp_path / "cuda", stage="stage1", teacher="dwpose-s",
+                          teacher_weights=str(root / "teacher.pth"), epochs=3, device="cuda", amp=True))
+    log = losses(tmp_path / "cuda")
+    assert all(math.isfinite(total(r)) for r in log) and total(log[-1]) < total(log[0])
+    assert torch.load(final, weights_only=True)["state_dict"]["head.cls_x.weight"].device.type == "cpu"
