@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 from dwpose_edge.models.specs import FLIP_INDICES
 from dwpose_edge.postprocess import decode_simcc
 from dwpose_edge.preprocess import boxes_to_center_scale, crop_boxes, warp_matrix
-from dwpose_edge.train.data import (AugConfig, WholeBodyDataset, encode_simcc, get_warp_matrix,
+from dwpose_edge.train.data import (WORKER_CONTEXT, AugConfig, WholeBodyDataset, encode_simcc, get_warp_matrix,
                                     load_wholebody_instances)
 
 INPUT = (192, 256)
@@ -233,6 +235,13 @@ def test_half_body_box(tiny):
                    for c, sc in options)
 
 
+def _load_batches(ann_file, img_dir):
+    ds = WholeBodyDataset(ann_file, img_dir, INPUT, SIGMA, train=True, seed=7)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, shuffle=False,
+                                         multiprocessing_context=WORKER_CONTEXT)
+    return [{k: v for k, v in b.items() if isinstance(v, torch.Tensor)} for b in loader]
+
+
 def test_full_pipeline_deterministic_and_batches(tiny):
     ann_file, img_dir, _ = tiny
     ds = WholeBodyDataset(ann_file, img_dir, INPUT, SIGMA, train=True, seed=7)
@@ -243,8 +252,10 @@ def test_full_pipeline_deterministic_and_batches(tiny):
     c = ds[2]
     assert not torch.equal(a["img"], c["img"])
     ds.set_epoch(0)
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, shuffle=False)
-    batches = list(loader)
+    # Worker processes run inside a child process: in one long pytest process that had used OpenVINO
+    # before, a later subprocess call crashed the parent (SIGSEGV in close()) after a multi-worker loader.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        batches = pool.submit(_load_batches, ann_file, img_dir).result(timeout=300)
     assert len(batches) == 2
     batch = batches[0]
     assert batch["img"].shape == (2, 3, 256, 192) and batch["img"].dtype == torch.float32

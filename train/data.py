@@ -233,6 +233,11 @@ def normalize_batch(images: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- dataset
 
+# DataLoader workers start with "forkserver" (or "spawn" where it is missing), not "fork": a forked worker
+# inherits the thread pools of OpenVINO / onnxruntime / OpenMP in the parent, which crashed the parent
+# process here (SIGSEGV) when those runtimes had been used before training in the same process.
+WORKER_CONTEXT = "forkserver" if "forkserver" in __import__("multiprocessing").get_all_start_methods() else "spawn"
+
 class WholeBodyDataset(Dataset):
     """COCO-WholeBody person crops with SimCC targets, one item per annotated person.
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
 from dwpose_edge.models.specs import NUM_KEYPOINTS, SIMCC_SPLIT_RATIO
-from dwpose_edge.train.data import AugConfig, WholeBodyDataset
+from dwpose_edge.train.data import WORKER_CONTEXT, AugConfig, WholeBodyDataset
 from dwpose_edge.train.losses import FEATURE_ALPHA_CODE, KLDiscretLoss, Stage1Loss, Stage2Loss
 from dwpose_edge.train.schedule import ExpMomentumEMA, learning_rate, param_groups
 from dwpose_edge.train.sync_bn import convert_sync_bn
@@ -192,7 +192,8 @@ def train(cfg: TrainConfig) -> Path:
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=cfg.shuffle and sampler is None, sampler=sampler,
                         num_workers=cfg.num_workers, drop_last=len(dataset) >= cfg.batch_size * world,
-                        generator=generator, persistent_workers=False, pin_memory=device.type == "cuda")
+                        generator=generator, persistent_workers=False, pin_memory=device.type == "cuda",
+                        multiprocessing_context=WORKER_CONTEXT if cfg.num_workers > 0 else None)
     trainable = [m for m in (step.student, step.loss) if any(p.requires_grad for p in m.parameters())]
     optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     ema = ExpMomentumEMA(step.student) if cfg.ema else None
