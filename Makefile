@@ -23,8 +23,17 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q cython setuptools && $(PIP) install -q --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
 	touch $@
 
+# The main job: accuracy vs latency of every installed runtime and precision on the same crops,
+# plus drawings on the bundled photos. --threads 1 keeps the timings stable on a shared 2-core box.
 demo: venv
+	$(BIN)/dwpose-edge bench --quick --threads 1 --out out/bench
 	$(BIN)/dwpose-edge demo --out out/demo
+
+# pytest-benchmark suite, then the same report from its JSON
+bench: venv
+	mkdir -p out/bench
+	$(BIN)/python -m pytest bench/ --benchmark-json out/bench/pytest.json
+	$(BIN)/dwpose-edge bench --from-pytest-benchmark out/bench/pytest.json --out out/bench/pytest
 
 test: venv
 	$(BIN)/python -m pytest -q tests

@@ -1,0 +1,149 @@
+"""INT8 vs fp32 latency per crop on onnxruntime, OpenVINO and ncnn (pytest-benchmark).
+
+Same trained dwpose-t, same held-out crops, same thread count, in one run:
+
+    pytest bench/bench_int8.py --benchmark-only          (collect bench_*.py files: see the lead's wiring)
+
+Each benchmark times the INT8 model (pytest-benchmark) and, in the same test, the fp32 model of the
+same runtime on the same crops (median of repeated runs), and records in `benchmark.extra_info`:
+fp32 / int8 ms per crop, the speed-up, and the INT8 agreement with torch fp32 on the held-out crops.
+`test_summary` compares the best INT8 runtime with the best fp32 runtime (target >= 1.5x on a
+2-core x86 CPU). `test_onnxruntime_activation_types` is the QUInt8 vs QInt8 measurement behind
+int8_onnxruntime.DEFAULT_ACTIVATION_TYPE.
+
+The trained model and its exports come from tests/int8_assets.py (cached; built on first use).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+THREADS = int(os.environ.get("DWPOSE_EDGE_BENCH_THREADS", "2"))
+RESULTS: dict[tuple[str, int], dict] = {}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from int8_assets import CALIB, int8_export
+
+    from dwpose_edge import Estimator
+    from dwpose_edge.export.calibration import from_coco
+    from dwpose_edge.export.validate import run_batched
+
+    exp = int8_export()
+    t = exp["trained"]
+    data = from_coco(t["ann"], t["images"], (192, 256), **CALIB)
+    crops = data.holdout.crops[:32]
+    ref = run_batched(Estimator("dwpose-t", weights=str(t["checkpoint"]), threads=THREADS).runtime.infer, crops)
+    return {"dir": exp["dir"], "crops": crops, "ref": ref, "manifest": exp["manifest"]}
+
+
+def _open(folder, runtime: str, precision: str):
+    from dwpose_edge.export.manifest import read_manifest, verified_paths
+    from dwpose_edge.runtimes.base import open_runtime
+
+    art = read_manifest(folder).find(runtime, precision)
+    paths = verified_paths(folder, art)
+    if runtime == "ncnn" and precision == "int8":
+        from dwpose_edge.export.int8_ncnn import open_int8
+
+        return open_int8(paths["param"], paths["bin"], threads=THREADS)
+    return open_runtime(runtime, paths, precision=precision, threads=THREADS, input_size=(192, 256))
+
+
+def _per_crop_ms(infer, batches, repeat: int = 5) -> float:
+    infer(batches[0])  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = 0
+        for b in batches:
+            infer(b)
+            n += len(b)
+        times.append((time.perf_counter() - t0) / n * 1000)
+    return float(np.median(times))
+
+
+def _batches(crops: np.ndarray, batch: int) -> list[np.ndarray]:
+    return [np.ascontiguousarray(crops[i:i + batch]) for i in range(0, len(crops) - batch + 1, batch)]
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "ncnn"])
+def test_int8_vs_fp32(benchmark, setup, runtime, batch):
+    from dwpose_edge.export.validate import agreement, run_batched
+
+    fp32, int8 = _open(setup["dir"], runtime, "fp32"), _open(setup["dir"], runtime, "int8")
+    batches = _batches(setup["crops"], batch)[: max(1, 16 // batch)]
+    fp32_ms = _per_crop_ms(fp32.infer, batches)
+
+    def run():
+        for b in batches:
+            int8.infer(b)
+
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    n = sum(len(b) for b in batches)
+    int8_ms = benchmark.stats.stats.median / n * 1000
+    a = agreement(setup["ref"], run_batched(int8.infer, setup["crops"]))
+    art = next(x for x in setup["manifest"]["artifacts"] if x["runtime"] == runtime and x["precision"] == "int8")
+    info = {"runtime": runtime, "batch": batch, "threads": THREADS, "fp32_ms_per_crop": round(fp32_ms, 3),
+            "int8_ms_per_crop": round(int8_ms, 3), "speedup": round(fp32_ms / int8_ms, 3),
+            "int8_within_2px_vs_torch": round(a.within_2px, 4), "int8_mean_px_error": round(a.mean_px_error, 4),
+            "fp_layers": len(art["extra"]["fp_layers"]), "gate_ap": art["extra"]["gate"].get("ap")}
+    benchmark.extra_info.update(info)
+    RESULTS[(runtime, batch)] = info
+
+
+def test_summary(benchmark, setup):
+    """Best INT8 runtime vs best fp32 runtime, per batch size (needs the tests above in the same run)."""
+    if not RESULTS:
+        pytest.skip("run together with test_int8_vs_fp32")
+    summary = {}
+    for batch in (1, 8):
+        rows = [v for (r, b), v in RESULTS.items() if b == batch]
+        if not rows:
+            continue
+        best_fp32 = min(rows, key=lambda v: v["fp32_ms_per_crop"])
+        best_int8 = min(rows, key=lambda v: v["int8_ms_per_crop"])
+        summary[f"batch{batch}"] = {
+            "best_fp32": f"{best_fp32['runtime']} {best_fp32['fp32_ms_per_crop']} ms",
+            "best_int8": f"{best_int8['runtime']} {best_int8['int8_ms_per_crop']} ms",
+            "ratio": round(best_fp32["fp32_ms_per_crop"] / best_int8["int8_ms_per_crop"], 3),
+            "target": 1.5}
+    benchmark.extra_info.update(summary)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    print("\nINT8 summary:", summary)
+
+
+@pytest.mark.parametrize("activation_type", ["QUInt8", "QInt8"])
+def test_onnxruntime_activation_types(benchmark, setup, activation_type, tmp_path):
+    """QUInt8 vs QInt8 activations: same model, same fp32 layers, same crops (speed and agreement)."""
+    from dwpose_edge.export.int8_onnxruntime import quantize_onnxruntime
+    from dwpose_edge.export.validate import agreement, run_batched
+    from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
+    from int8_assets import CALIB, trained_model
+
+    from dwpose_edge.export.calibration import from_coco
+
+    folder = setup["dir"]
+    art = next(x for x in setup["manifest"]["artifacts"] if x["runtime"] == "onnxruntime" and x["precision"] == "int8")
+    t = trained_model()
+    data = from_coco(t["ann"], t["images"], (192, 256), **CALIB)
+    fp32_onnx = folder / next(x for x in setup["manifest"]["artifacts"]
+                              if x["runtime"] == "onnxruntime" and x["precision"] == "fp32")["files"]["model"]
+    out = tmp_path / f"{activation_type}.onnx"
+    quantize_onnxruntime(fp32_onnx, out, data.calib.crops, art["extra"]["fp_layers"], activation_type=activation_type)
+    rt = OnnxRuntime(out, threads=THREADS, precision="int8")
+    batch = setup["crops"][:1]
+    benchmark.pedantic(rt.infer, args=(batch,), rounds=20, iterations=1, warmup_rounds=2)
+    a = agreement(setup["ref"], run_batched(rt.infer, setup["crops"]))
+    benchmark.extra_info.update({"activation_type": activation_type, "ms_per_crop": round(
+        benchmark.stats.stats.median * 1000, 3), "within_2px_vs_torch": round(a.within_2px, 4),
+        "mean_px_error": round(a.mean_px_error, 4)})

@@ -1,0 +1,58 @@
+"""Figures computed from the rows: end-to-end per person, speed-ups vs torch and rtmlib, the rtmlib goal line."""
+from __future__ import annotations
+
+
+def e2e_per_person(row: dict, persons: int) -> float | None:
+    """Median end-to-end ms per person, batched, at `persons` persons (or the largest measured count)."""
+    scaling = row.get("scaling") or {}
+    if not scaling:
+        return None
+    key = str(persons) if str(persons) in scaling else max(scaling, key=int)
+    return scaling[key]["batched"]["per_person"]["median_ms"]
+
+
+def largest_batch(row: dict) -> tuple[str, float] | None:
+    lat = row.get("latency") or {}
+    if not lat:
+        return None
+    key = max(lat, key=lambda k: int(k[1:]))
+    return key, lat[key]["median_ms"]
+
+
+def derive(report: dict, peer_persons: int) -> None:
+    """Speed-ups vs torch (CPU fp32) and vs rtmlib, and the rtmlib goal line."""
+    for model in report["models"]:
+        rows = [r for r in report["rows"] if r["model"] == model and r.get("status") == "ok"]
+        torch_cpu = next((r for r in rows if r["runtime"] == "torch" and r["precision"] == "fp32"
+                          and r["device"] == "cpu"), None)
+        peers = report["peers"].get(model) or {}
+        rtm = (peers.get("peers") or {}).get("rtmlib") or {}
+        rtm_ms = (rtm.get("per_person") or {}).get("median_ms")
+        for r in rows:
+            lb = largest_batch(r)
+            if torch_cpu and lb and largest_batch(torch_cpu):
+                r["speedup_vs_torch"] = round(largest_batch(torch_cpu)[1] / lb[1], 2)
+            e2e = e2e_per_person(r, peer_persons)
+            r["e2e_ms_per_person"] = e2e
+            if rtm_ms and e2e:
+                r["speedup_vs_rtmlib"] = round(rtm_ms / e2e, 2)
+        identical = [r for r in rows if r["precision"] == "fp32" and r.get("e2e_ms_per_person")
+                     and (r.get("agreement") or {}).get("within_1px", 0) >= 0.995]
+        goal: dict = {"target": ">= 1.5x rtmlib end-to-end per person at identical fp32 keypoints",
+                      "persons": peer_persons}
+        if not rtm_ms:
+            goal["status"] = f"not measured: rtmlib {rtm.get('status', 'not run')}"
+        elif not identical:
+            goal["status"] = "not measured: no fp32 row with keypoints identical to the reference"
+        else:
+            best = min(identical, key=lambda r: r["e2e_ms_per_person"])
+            ratio = rtm_ms / best["e2e_ms_per_person"]
+            goal.update(best=f"{best['runtime']} {best['precision']}", best_ms_per_person=best["e2e_ms_per_person"],
+                        rtmlib_ms_per_person=rtm_ms, ratio=round(ratio, 2),
+                        status="met" if ratio >= 1.5 else "NOT met")
+            same = (peers.get("ours") or {}).get("per_person", {}).get("median_ms")
+            if same:  # measured exactly as rtmlib (same image, boxes, repeats), not from the row processes
+                goal["peer_ratio_onnxruntime"] = round(rtm_ms / same, 2)
+            rgb = rtm.get("agreement_rgb_input") or {}
+            goal["rtmlib_rgb_within_1px"] = rgb.get("within_1px")
+        report.setdefault("goal", {})[model] = goal
