@@ -164,9 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the AP table as JSON here")
     p.set_defaults(func=cmd_eval)
 
+    from .bench_cli import add_parser as add_bench_parser
     from .synth_cli import add_parser as add_synth_parser
 
     add_synth_parser(sub)
+    add_bench_parser(sub)
 
     p = sub.add_parser("demo", help="run the embedded model on the bundled photos")
     p.add_argument("--model", default="dwpose-t")
