@@ -8,7 +8,6 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from importlib import metadata
 
 import numpy as np
 
@@ -103,13 +102,9 @@ def cpu_flags() -> list[str]:
 
 
 def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    from dwpose_edge.export.manifest import tool_versions
+
+    return tool_versions(PACKAGES)
 
 
 def machine_info(threads: int | None = None) -> dict:

@@ -12,7 +12,6 @@ Plan of one run, per model:
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from dwpose_edge.bench.crops import BenchCrops, DataSource, build_crops, default_bench_data
 from dwpose_edge.bench.derive import derive
 from dwpose_edge.bench.measure import cuda_info, machine_info
+from dwpose_edge.estimator import is_onnx
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -62,10 +63,6 @@ def busy_note(threads: int) -> str | None:
     return (f"BUSY MACHINE: load average {load:.1f} on {cores} cores before the run. Multi-threaded runtimes "
             f"suffer most (threads wait on descheduled threads), so latencies are inflated and noisy; compare "
             f"rows of this run only, rerun on an idle machine, or try --threads 1 (this run: {threads}).")
-
-
-def _is_onnx(weights: Any) -> bool:
-    return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith(".onnx")
 
 
 def resolve_bench_weights(model: str, weights: Any) -> tuple[Any, str | None]:
@@ -114,22 +111,14 @@ def skip_reason(runtime: str, precision: str, device: str, onnx_source: bool) ->
 def export_folder(model: str, weights: Any, runtime: str, precision: str, calib: DataSource | None = None) -> Path:
     """The cache folder of one validated export (same key as the Estimator's export-on-first-use cache;
     int8 folders also carry the calibration set's hash)."""
+    from dwpose_edge.estimator import export_cache_folder
     from dwpose_edge.export.manifest import sha256_file
 
-    from dwpose_edge import __version__
-    from dwpose_edge.weights import cache_dir
-
-    if weights == "random":
-        key = "random"
-    else:
-        from dwpose_edge.weights import resolve_weights
-
-        key = sha256_file(weights if _is_onnx(weights) else resolve_weights(weights))
-    tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:16]
-    name = f"{model}_{tag}_{runtime}_{precision}"
+    folder, _ = export_cache_folder(model, weights, runtime, precision)
+    name = folder.name
     if precision == "int8" and calib is not None:
         name += "_calib" + sha256_file(calib.ann_file)[:8]
-    return cache_dir() / "exports" / name
+    return folder.with_name(name)
 
 
 def ensure_export(model: str, weights: Any, runtime: str, precision: str, threads: int | None,
@@ -261,7 +250,7 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
             if note and note not in report["notes"]:
                 report["notes"].append(note)
                 print(f"\n*** {note}\n", file=sys.stderr)
-            onnx_source = _is_onnx(w)
+            onnx_source = is_onnx(w)
             bar.set_description(f"{model}: crops")
             crops = build_crops(source.ann_file, source.image_dir, spec.input_size, max_persons)
             crops_path = crops.save(work / f"{model}_crops.npz")

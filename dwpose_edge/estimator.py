@@ -36,7 +36,7 @@ def _torch_model(model: str, weights: Any):
     return load_checkpoint(build_model(model), weights)
 
 
-def _is_onnx(weights: Any) -> bool:
+def is_onnx(weights: Any) -> bool:
     return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith(".onnx")
 
 
@@ -54,14 +54,16 @@ def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, prec
                         threads=threads, input_size=tuple(manifest.input_size))
 
 
-def _cached_export(model: str, weights: Any, runtime: str, precision: str, device: str | None,
-                   threads: int | None) -> Runtime:
-    """Export `weights` for `runtime`/`precision` once into the cache (validated), then open it."""
-    from .export.manifest import MANIFEST, sha256_file
-    from .export.pipeline import export_model
+def export_cache_folder(model: str, weights: Any, runtime: str, precision: str) -> tuple[Path, Any]:
+    """The cache folder of `weights` exported for `runtime`/`precision`, and the resolved weights.
+
+    Keyed by the weights file's sha256 (or 'random') and the package version; None means the embedded default.
+    """
+    from . import __version__
+    from .export.manifest import sha256_file
     from .weights import cache_dir
 
-    if _is_onnx(weights):
+    if is_onnx(weights):
         key = sha256_file(weights)
     elif isinstance(weights, str) and weights == "random":
         key = "random"
@@ -74,10 +76,17 @@ def _cached_export(model: str, weights: Any, runtime: str, precision: str, devic
 
         weights = resolve_weights(weights)
         key = sha256_file(weights)
-    from . import __version__
-
     tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:16]
-    folder = cache_dir() / "exports" / f"{model}_{tag}_{runtime}_{precision}"
+    return cache_dir() / "exports" / f"{model}_{tag}_{runtime}_{precision}", weights
+
+
+def _cached_export(model: str, weights: Any, runtime: str, precision: str, device: str | None,
+                   threads: int | None) -> Runtime:
+    """Export `weights` for `runtime`/`precision` once into the cache (validated), then open it."""
+    from .export.manifest import MANIFEST
+    from .export.pipeline import export_model
+
+    folder, weights = export_cache_folder(model, weights, runtime, precision)
     if not (folder / MANIFEST).is_file():
         target = {"onnxruntime": "onnx"}.get(runtime, runtime)
         export_model(model, weights, folder, targets=[target], precisions=[precision], threads=threads,
@@ -115,13 +124,13 @@ class Estimator:
                 raise InputError("model_dir holds exported files; choose runtime onnxruntime, openvino or ncnn")
             self.runtime: Runtime = _open_model_dir(model, model_dir, runtime, precision, device, threads)
         elif runtime == "torch":
-            if _is_onnx(weights):
+            if is_onnx(weights):
                 raise InputError("an .onnx file runs on runtime='onnxruntime', 'openvino' or 'ncnn', not torch")
             from .runtimes.torch_runtime import TorchRuntime
 
             self.runtime = TorchRuntime(_torch_model(model, weights), device=device or "cpu", precision=precision,
                                         threads=threads)
-        elif _is_onnx(weights) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
+        elif is_onnx(weights) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
             self.runtime = open_runtime(runtime, {"model": Path(weights), "xml": Path(weights)}, device=device,
                                         threads=threads, input_size=self.spec.input_size)
         else:

@@ -24,9 +24,10 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(names=TOOLS) -> dict[str, str]:
+    """Installed versions of the named distributions (missing ones are left out)."""
     out = {}
-    for name in TOOLS:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
