@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,7 +81,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key in ("ann", "images"):
         if not options.get(key):
             raise DwposeEdgeError(f"train needs --{key} (or '{key}' in the --config file)")
-    print(f"final checkpoint: {train(TrainConfig.from_dict(options))}")
+    final = train(TrainConfig.from_dict(options))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(f"final checkpoint: {final}")
     return 0
 
 

@@ -250,7 +250,7 @@ def train(cfg: TrainConfig) -> Path:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
         n = max(1, min(iters_per_epoch, i + 1))
         record = {"epoch": epoch + 1, "iter": it, "lr": lr, "time_s": round(time.perf_counter() - t0, 2),
                   **{k: v / n for k, v in sums.items()}}
