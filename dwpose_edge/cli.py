@@ -62,7 +62,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export.pipeline import export_model
 
     path = export_model(args.model, args.weights, args.out, targets=_csv(args.to), precisions=_csv(args.precision),
-                        threads=args.threads)
+                        threads=args.threads, calib=args.calib, calib_images=args.calib_images,
+                        allow_accuracy_loss=args.allow_accuracy_loss)
     print(f"validated exports and {path}")
     return 0
 
@@ -130,9 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True,
                    help="mmpose .pth, registry name, 'random' (untrained), or an official .onnx file")
     p.add_argument("--to", default="onnx,openvino,ncnn", help="comma list of onnx, openvino, ncnn")
-    p.add_argument("--precision", default="fp32,fp16", help="comma list of fp32, fp16")
+    p.add_argument("--precision", default="fp32,fp16", help="comma list of fp32, fp16, int8")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--calib", default=None,
+                   help="int8 calibration data: COCO-WholeBody json (with --calib-images), boxes json "
+                        '{"img.jpg": [[x1,y1,x2,y2], ...]} (with --calib-images), or a folder of images')
+    p.add_argument("--calib-images", dest="calib_images", default=None, help="image folder of --calib")
+    p.add_argument("--allow-accuracy-loss", dest="allow_accuracy_loss", action="store_true",
+                   help="write int8 artifacts that fail the accuracy gate (flagged in manifest.json)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="TPD training: stage1 (distil), stage2 (head self-KD) or plain (GT only)")

@@ -15,7 +15,8 @@ from dwpose_edge.models.specs import MEAN_RGB, STD_RGB, get_spec
 from dwpose_edge.runtimes.base import open_runtime
 
 TARGETS = {"onnx": "onnxruntime", "onnxruntime": "onnxruntime", "openvino": "openvino", "ncnn": "ncnn"}
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16")  # the default set; "int8" is added on request (needs calibration data)
+ALL_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def artifact_stem(model: str, input_size: tuple[int, int], precision: str) -> str:
@@ -24,11 +25,18 @@ def artifact_stem(model: str, input_size: tuple[int, int], precision: str) -> st
 
 def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Sequence[str] = ("onnx", "openvino", "ncnn"),
                  precisions: Sequence[str] = PRECISIONS, threads: int | None = None,
-                 log: Callable[[str], None] = print) -> Path:
+                 log: Callable[[str], None] = print, *, calib=None, calib_images: str | os.PathLike | None = None,
+                 allow_accuracy_loss: bool = False, int8_options=None) -> Path:
     """Export `model` with `weights` (mmpose .pth / registry name / state dict / 'random', or an .onnx file).
 
     Every artifact is run on the same validation crops as the reference (torch fp32, or onnxruntime
     fp32 on an ONNX source) and must pass the agreement thresholds; only then is manifest.json written.
+
+    Precision 'int8' needs calibration data: `calib` = a COCO-WholeBody json (with `calib_images`, its
+    image folder), a boxes json (with `calib_images`), a folder of images, or a CalibrationData. INT8
+    artifacts are gated on held-out crops instead (export/int8.py): ParityError when the gate fails,
+    unless `allow_accuracy_loss=True` (the failing figures are then flagged in the manifest).
+    `int8_options`: an `export.int8.Int8Options` or a dict of its fields.
     """
     spec = get_spec(model)
     runtimes = []
@@ -37,8 +45,13 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
             raise InputError(f"unknown export target {t!r}; choose from onnx, openvino, ncnn")
         runtimes.append(TARGETS[t])
     for p in precisions:
-        if p not in PRECISIONS:
-            raise InputError(f"unknown precision {p!r}; export supports {PRECISIONS} (int8: see `--precision int8`)")
+        if p not in ALL_PRECISIONS:
+            raise InputError(f"unknown precision {p!r}; export supports {ALL_PRECISIONS}")
+    if "int8" in precisions and calib is None:
+        from dwpose_edge.errors import CalibrationError
+
+        raise CalibrationError("precision int8 needs calibration data: calib=<COCO-WholeBody json> with "
+                               "calib_images=<image folder> (CLI: --calib ANN_JSON --calib-images DIR)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a folder is only valid once this run validated everything
@@ -76,9 +89,27 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
         export_onnx(torch_model, fp32_onnx)
     ref_out = None
     artifacts: list[Artifact] = []
+    int8_job = None
     for runtime in dict.fromkeys(runtimes):
         for precision in precisions:
             t1 = time.perf_counter()
+            if precision == "int8":
+                if int8_job is None:
+                    from dataclasses import replace
+
+                    from dwpose_edge.export.int8 import Int8Export, Int8Options
+
+                    opts = Int8Options.from_any(int8_options)
+                    if allow_accuracy_loss:
+                        opts = replace(opts, allow_accuracy_loss=True)
+                    int8_job = Int8Export(fp32_onnx, spec.input_size, reference.infer, calib, calib_images, opts,
+                                          threads, log)
+                stem = artifact_stem(model, spec.input_size, "int8")
+                files, validation, extra = int8_job.export(
+                    runtime, out, stem,
+                    ncnn_fp32=lambda: _ncnn_fp32(model, spec, out, fp32_onnx, torch_model, onnx_source, artifacts))
+                artifacts.append(Artifact(runtime, precision, files, validation=validation, extra=extra))
+                continue
             files = _convert(runtime, precision, model, spec, out, fp32_onnx, torch_model, onnx_source)
             taken = {name for a in artifacts for name in a.files.values() if a.runtime != runtime}
             if taken & set(files.values()):
@@ -94,6 +125,11 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
             artifacts.append(Artifact(runtime, precision, files, validation=agreement.as_dict(), extra=extra))
     info["validation_crops"] = {"n": int(len(crops)), "sha256": _array_hash(crops),
                                 "what": "bundled photos (grace_hopper, astronaut): full, centred and seeded random boxes"}
+    if int8_job is not None:
+        import shutil
+
+        shutil.rmtree(out / ".int8-ncnn-fp32", ignore_errors=True)
+        info["int8"] = int8_job.info()
     info["export_seconds"] = round(time.perf_counter() - t0, 1)
     return write_manifest(out, Manifest(model, spec.input_size, artifacts, info))
 
@@ -121,6 +157,17 @@ def _convert(runtime: str, precision: str, model: str, spec, out: Path, fp32_onn
             param, bin_ = to_ncnn.export_ncnn(torch_model, out, precision=precision)
         return {"param": Path(param).name, "bin": Path(bin_).name}
     raise ExportError(f"no converter for {runtime}")
+
+
+def _ncnn_fp32(model: str, spec, out: Path, fp32_onnx: Path, torch_model, onnx_source: bool,
+               artifacts: list[Artifact]) -> tuple[Path, Path]:
+    """The fp32 ncnn model INT8 starts from: the one this run already wrote, else a fresh one (validated)."""
+    done = next((a for a in artifacts if a.runtime == "ncnn" and a.precision == "fp32"), None)
+    if done is not None:
+        return out / done.files["param"], out / done.files["bin"]
+    work = out / ".int8-ncnn-fp32"
+    files = _convert("ncnn", "fp32", model, spec, work, fp32_onnx, torch_model, onnx_source)
+    return work / files["param"], work / files["bin"]
 
 
 def _opset(path: Path) -> int:
