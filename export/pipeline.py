@@ -87,7 +87,6 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
         info.update(source=src, reference="torch fp32 (CPU)", opset=OPSET)
         log(f"onnx: exporting {model} -> {fp32_onnx.name}")
         export_onnx(torch_model, fp32_onnx)
-    ref_out = None
     artifacts: list[Artifact] = []
     int8_job = None
     for runtime in dict.fromkeys(runtimes):
