@@ -179,7 +179,7 @@ class Int8Export:
                               "the loss with allow_accuracy_loss=True (CLI --allow-accuracy-loss)")
         extra = {"fp_layers": fp_layers, "gate": gate.as_dict(), "accuracy_loss_allowed": bool(o.allow_accuracy_loss),
                  "selection": attempts, "quantization": quant_info,
-                 "validation_crops": self._bundled_agreement(runner.infer)}
+                 "bundled_crops_not_gated": self._bundled_agreement(runner.infer)}
         validation = {**gate.agreement.as_dict(), "gate_passed": gate.passed}
         return files, validation, extra
 
@@ -281,14 +281,13 @@ class Int8Export:
         param_out, bin_out = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"  # apart from the IR .bin
 
         def build(fp):
-            t0 = time.perf_counter()
             plan = cal.plan(self.data.calib.crops, fp, o.ncnn_method)
             cal.write(plan, param_out, bin_out)
             info = {"method": f"python ncnn2table/ncnn2int8 ({o.ncnn_method} activation thresholds, per-channel "
                               "weights)", "int8_layers": len(plan.int8),
                     "fp32_layers": {k: v for k, v in plan.kept_fp32.items()},
                     "thresholds": {k: round(v["threshold"], 6) for k, v in plan.int8.items() if "threshold" in v},
-                    "n_calib": len(self.data.calib), "seconds": round(time.perf_counter() - t0, 1)}
+                    "n_calib": len(self.data.calib)}
             return open_int8(param_out, bin_out, self.input_size, self.threads), info
 
         return build, {"param": param_out.name, "bin": bin_out.name}, candidates, {}

@@ -331,7 +331,7 @@ class BlobStats:
                     raise ExportError(f"ncnn failed to compute blob {b} during calibration (code {ret})")
                 visit(b, np.abs(np.array(m, dtype=np.float32)))
 
-    def thresholds(self, crops: np.ndarray, method: str = "kl") -> dict[str, float]:
+    def thresholds(self, crops: np.ndarray, method: str = "absmax") -> dict[str, float]:
         absmax = dict.fromkeys(self.blobs, 0.0)
 
         def amax(b, a):
@@ -429,7 +429,7 @@ class NcnnCalibrator:
     def targets(self) -> list[Layer]:
         return [la for la in self.model.layers if la.type in QUANTIZABLE and _ncnn_matrix(la) is not None]
 
-    def thresholds(self, crops: np.ndarray, method: str = "kl") -> dict[str, float]:
+    def thresholds(self, crops: np.ndarray, method: str = "absmax") -> dict[str, float]:
         if self._thresholds is None or self.method != method:
             blobs = sorted({la.bottoms[0] for la in self.targets() if la.type != "Gemm"})
             self._thresholds = BlobStats(self.param, self.bin, blobs, self.input_blob, self.threads).thresholds(
@@ -437,7 +437,7 @@ class NcnnCalibrator:
             self.method = method
         return self._thresholds
 
-    def plan(self, crops: np.ndarray, fp_onnx_nodes: Iterable[str], method: str = "kl") -> NcnnInt8Plan:
+    def plan(self, crops: np.ndarray, fp_onnx_nodes: Iterable[str], method: str = "absmax") -> NcnnInt8Plan:
         fp = set(fp_onnx_nodes)
         thr = self.thresholds(crops, method)
         int8, kept = {}, {}
@@ -494,5 +494,13 @@ class NcnnInt8Runtime:
 
 def open_int8(param: str | os.PathLike, bin_: str | os.PathLike, input_size: tuple[int, int] | None = None,
               threads: int | None = None):
-    """An ncnn runtime for an int8 param/bin (int8 inference on)."""
-    return NcnnInt8Runtime(Path(param), Path(bin_), input_size=input_size, threads=threads)
+    """An ncnn runtime for an int8 param/bin (int8 inference on): `open_runtime('ncnn', precision='int8')`
+    where NcnnRuntime accepts it, else `NcnnInt8Runtime`."""
+    from dwpose_edge.errors import InputError
+    from dwpose_edge.runtimes.base import open_runtime
+
+    try:
+        return open_runtime("ncnn", {"param": Path(param), "bin": Path(bin_)}, precision="int8", threads=threads,
+                            input_size=input_size)
+    except InputError:  # an NcnnRuntime that knows only fp32/fp16
+        return NcnnInt8Runtime(Path(param), Path(bin_), input_size=input_size, threads=threads)

@@ -180,7 +180,7 @@ def test_ncnn_rewrite_roundtrip_and_int8_layout(tmp_path):
 # ----------------------------------------------------------------------------------------- trained model
 
 
-@pytest.mark.slow  # needs the briefly trained checkpoint (minutes on 2 cores); unverified gate: issue 7
+@pytest.mark.slow  # trains a small checkpoint first: ~8 min cold on 2 cores, cached after (make test-all)
 def test_trained_fixture_is_meaningful(trained):
     info = trained["info"]
     if "wholebody" in info["ap"]:  # absent only when xtcocotools is not importable
@@ -188,7 +188,7 @@ def test_trained_fixture_is_meaningful(trained):
     assert info["peaks"]["frac_margin_gt_0.05"] > 0.5, info  # peaked logits, not argmax noise
 
 
-@pytest.mark.slow  # needs the briefly trained checkpoint (minutes on 2 cores); unverified gate: issue 7
+@pytest.mark.slow  # trains a small checkpoint first: ~8 min cold on 2 cores, cached after (make test-all)
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "ncnn"])
 def test_int8_passes_gate_on_trained_model(exported, runtime):
     m = exported["manifest"]
@@ -206,7 +206,7 @@ def test_int8_passes_gate_on_trained_model(exported, runtime):
     assert m["int8"]["sensitivity"]["layers"]
 
 
-@pytest.mark.slow  # needs the briefly trained checkpoint (minutes on 2 cores); unverified gate: issue 7
+@pytest.mark.slow  # trains a small checkpoint first: ~8 min cold on 2 cores, cached after (make test-all)
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "ncnn"])
 def test_int8_artifact_reopens_and_agrees_on_heldout(exported, runtime):
     """Open the manifest's int8 artifact like users do and re-measure it on the held-out crops."""
@@ -230,7 +230,7 @@ def test_int8_artifact_reopens_and_agrees_on_heldout(exported, runtime):
     assert a.within_2px >= 0.95, a
 
 
-@pytest.mark.slow  # needs the briefly trained checkpoint (minutes on 2 cores); unverified gate: issue 7
+@pytest.mark.slow  # trains a small checkpoint first: ~8 min cold on 2 cores, cached after (make test-all)
 def test_calibration_and_gate_crops_are_disjoint_in_the_export(exported):
     from int8_assets import CALIB
 
@@ -243,7 +243,7 @@ def test_calibration_and_gate_crops_are_disjoint_in_the_export(exported):
     assert not any(c.tobytes() in calib_rows for c in data.holdout.crops)
 
 
-@pytest.mark.slow  # needs the briefly trained checkpoint (minutes on 2 cores); unverified gate: issue 7
+@pytest.mark.slow  # trains a small checkpoint first: ~8 min cold on 2 cores, cached after (make test-all)
 def test_gate_failure_raises_with_figures_and_allow_flag_writes_it(trained, tmp_path, monkeypatch):
     """A gate that cannot be met (monkeypatched to 100.1 %) must stop the export with the figures;
     --allow-accuracy-loss writes the folder with the failure flagged instead."""
