@@ -14,9 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-DEFAULT_SEED = 0
-DEFAULT_IMAGES = 8
-
 
 @dataclass(frozen=True)
 class DataSource:
@@ -28,28 +25,19 @@ class DataSource:
     synthetic: bool = False
 
 
-def default_bench_data(n_images: int = DEFAULT_IMAGES, seed: int = DEFAULT_SEED) -> DataSource:
-    """The data the benchmark uses when none is given.
+def default_bench_data() -> DataSource:
+    """The data the benchmark uses when none is given: the embedded generated validation set
+    (362 persons with whole-body ground truth, shipped in the package, identical on every machine)."""
+    from dwpose_edge.embedded import VAL_DESCRIPTION, embedded_val_set
 
-    Until the embedded validation set exists this is a small procedural COCO-WholeBody set
-    (`dwpose_edge.synth.make_dataset`, fixed seed) generated once into the cache; the files are
-    byte-identical for a given (n_images, seed), so crops and their sha256 are reproducible.
-    To switch to the embedded set, return its DataSource here (one place).
-    """
-    from dwpose_edge.synth import make_dataset
-    from dwpose_edge.weights import cache_dir
-
-    folder = cache_dir() / "bench_data" / f"synth_seed{seed}_n{n_images}"
-    ann = folder / "annotations.json"
-    if not ann.is_file():
-        make_dataset(folder, n_images, seed=seed, workers=1)
-    return DataSource(ann, folder / "images", f"procedural COCO-WholeBody (dwpose_edge.synth, seed {seed}, "
-                      f"{n_images} images)", synthetic=True)
+    ann, images = embedded_val_set()
+    return DataSource(ann, images, VAL_DESCRIPTION, synthetic=True)
 
 
 def default_calibration_data(n_images: int = 160, seed: int = 1) -> DataSource:
-    """INT8 calibration images for the benchmark's int8 rows: another procedural set (seed 1, ~390 persons,
-    enough for the export's 256 calibration + 64 held-out crops), never the evaluated images."""
+    """INT8 calibration images for the benchmark's int8 rows: the first images of the training data's
+    procedural set (seed 1, ~390 persons, enough for the export's 256 calibration + 64 held-out crops),
+    so the evaluated images (the embedded validation set, seed 2) never calibrate."""
     from dwpose_edge.synth import make_dataset
     from dwpose_edge.weights import cache_dir
 

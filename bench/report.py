@@ -113,6 +113,13 @@ def markdown(report: dict) -> str:
         lines += _table(["case", "batch", "persons", "ms/call", "ms/crop ±IQR", "rounds"],
                         [[c["name"], c["batch"], c["persons"], f"{c['ms_per_call']:.2f}",
                           f"{c['ms_per_crop']:.2f} ±{c['iqr_ms_per_crop']:.2f}", c["rounds"]] for c in report["cases"]])
+    if report.get("int8_vs_fp32"):
+        lines += ["", "## INT8 vs fp32 (same runtime, same held-out crops, interleaved passes)", ""]
+        lines += _table(["runtime", "batch", "fp32 ms/crop", "int8 ms/crop", "speed-up", "int8 within 2 px of torch",
+                         "fp layers"],
+                        [[e["runtime"], e["batch"], _f(e["fp32_ms_per_crop"]), _f(e["int8_ms_per_crop"]),
+                          f"{e['speedup']:.2f}x", _pct(e.get("int8_within_2px_vs_torch")), e.get("fp_layers", "-")]
+                         for e in report["int8_vs_fp32"]])
     skipped = [r for r in report["rows"] if r.get("status", "ok") != "ok"]
     if skipped:
         lines += ["", "## Skipped and failed rows", ""]
@@ -294,7 +301,10 @@ def from_pytest_benchmark(path: str | os.PathLike) -> dict:
     persons (else the most persons) at batch b, per crop; every case also goes to `cases`.
     """
     doc = json.loads(Path(path).read_text())
-    benches = [b for b in doc.get("benchmarks", []) if (b.get("extra_info") or {}).get("runtime")]
+    # test_infer_crops cases carry runtime + persons; test_bench_int8 cases carry the int8/fp32 timings
+    benches = [b for b in doc.get("benchmarks", []) if {"runtime", "persons"} <= set(b.get("extra_info") or {})]
+    int8 = [dict(b["extra_info"], name=b["name"]) for b in doc.get("benchmarks", [])
+            if "int8_ms_per_crop" in (b.get("extra_info") or {})]
     if not benches:
         raise ValueError(f"{path} holds no dwpose-edge benchmark (run: pytest bench/ --benchmark-json {path})")
     first = benches[0]["extra_info"]
@@ -349,6 +359,6 @@ def from_pytest_benchmark(path: str | os.PathLike) -> dict:
                          "persons": sorted({c["persons"] for c in cases}), "repeats": "pytest-benchmark rounds",
                          "warmup": "pytest-benchmark", "scaling_repeats": "-", "peer_persons": None},
             "data": first.get("data") or {}, "notes": notes, "models": models, "rows": out_rows, "peers": {},
-            "cases": cases,
+            "cases": cases, "int8_vs_fp32": int8,
             "method": {"latency": "pytest-benchmark, in one process: Estimator.infer_crops on `persons` saved "
                                   "crops at batch size `batch`; ms per crop = median call time / persons"}}

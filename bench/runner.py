@@ -109,16 +109,15 @@ def skip_reason(runtime: str, precision: str, device: str, onnx_source: bool) ->
 
 
 def export_folder(model: str, weights: Any, runtime: str, precision: str, calib: DataSource | None = None) -> Path:
-    """The cache folder of one validated export (same key as the Estimator's export-on-first-use cache;
-    int8 folders also carry the calibration set's hash)."""
+    """The cache folder of one validated export (the Estimator's export-on-first-use cache, int8 keyed by
+    its calibration data too)."""
     from dwpose_edge.estimator import export_cache_folder
-    from dwpose_edge.export.manifest import sha256_file
 
-    folder, _ = export_cache_folder(model, weights, runtime, precision)
-    name = folder.name
     if precision == "int8" and calib is not None:
-        name += "_calib" + sha256_file(calib.ann_file)[:8]
-    return folder.with_name(name)
+        folder, _ = export_cache_folder(model, weights, runtime, precision, calib.ann_file, calib.image_dir)
+    else:
+        folder, _ = export_cache_folder(model, weights, runtime, precision)
+    return folder
 
 
 def ensure_export(model: str, weights: Any, runtime: str, precision: str, threads: int | None,

@@ -10,13 +10,20 @@ from pathlib import Path
 
 from .errors import DwposeEdgeError
 
-def cmd_predict(args: argparse.Namespace) -> int:
+
+def _estimator(args: argparse.Namespace, **extra):
+    """The Estimator the model options of a subcommand describe (see `_add_model_args`)."""
     from .estimator import Estimator
+
+    return Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
+                     precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
+                     threads=args.threads, calib=args.calib, calib_images=args.calib_images, **extra)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import run_predict
 
-    est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
-                    precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
-                    threads=args.threads, detector=args.detector)
+    est = _estimator(args, detector=args.detector)
     summary = run_predict(est, args.inputs, out=args.out, draw_dir=args.draw, fmt=args.format)
     print(f"{len(summary['files'])} file(s), {summary['frames']} frame(s), {summary['persons']} person(s) found, "
           f"{summary['ms_per_frame']:.1f} ms per image/frame")
@@ -89,11 +96,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .estimator import Estimator
     from .train.evaluate import evaluate_estimator, format_results
 
-    est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, precision=args.precision,
-                    model_dir=args.model_dir, device=args.device, flip_test=args.flip_test, threads=args.threads)
+    est = _estimator(args)
     results = evaluate_estimator(est, args.ann, args.images, use_gt_boxes=args.det_file is None,
                                  det_file=args.det_file, max_images=args.max_images)
     print(format_results(results))
@@ -111,6 +116,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--flip-test", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--calib", default=None, help="int8: calibration data for the export on first use (COCO-WholeBody "
+                                                 "json with --calib-images, or an image folder; default: embedded set)")
+    p.add_argument("--calib-images", dest="calib_images", default=None, help="image folder of --calib")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,10 +54,12 @@ def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, prec
                         threads=threads, input_size=tuple(manifest.input_size))
 
 
-def export_cache_folder(model: str, weights: Any, runtime: str, precision: str) -> tuple[Path, Any]:
+def export_cache_folder(model: str, weights: Any, runtime: str, precision: str, calib: Any = None,
+                        calib_images: str | os.PathLike | None = None) -> tuple[Path, Any]:
     """The cache folder of `weights` exported for `runtime`/`precision`, and the resolved weights.
 
     Keyed by the weights file's sha256 (or 'random') and the package version; None means the embedded default.
+    int8 folders are also keyed by the calibration data (None = the embedded validation set).
     """
     from . import __version__
     from .export.manifest import sha256_file
@@ -77,20 +79,30 @@ def export_cache_folder(model: str, weights: Any, runtime: str, precision: str) 
         weights = resolve_weights(weights)
         key = sha256_file(weights)
     tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:16]
-    return cache_dir() / "exports" / f"{model}_{tag}_{runtime}_{precision}", weights
+    name = f"{model}_{tag}_{runtime}_{precision}"
+    if precision == "int8":
+        from .export.calibration import calibration_key
+
+        if calib is None:
+            from .embedded import embedded_val_set
+
+            calib, calib_images = embedded_val_set()
+        name += f"_calib{calibration_key(calib, calib_images)}"
+    return cache_dir() / "exports" / name, weights
 
 
 def _cached_export(model: str, weights: Any, runtime: str, precision: str, device: str | None,
-                   threads: int | None) -> Runtime:
-    """Export `weights` for `runtime`/`precision` once into the cache (validated), then open it."""
+                   threads: int | None, calib: Any = None, calib_images: str | os.PathLike | None = None) -> Runtime:
+    """Export `weights` for `runtime`/`precision` once into the cache (validated; int8 calibrated and gated),
+    then open it."""
     from .export.manifest import MANIFEST
     from .export.pipeline import export_model
 
-    folder, weights = export_cache_folder(model, weights, runtime, precision)
+    folder, weights = export_cache_folder(model, weights, runtime, precision, calib, calib_images)
     if not (folder / MANIFEST).is_file():
         target = {"onnxruntime": "onnx"}.get(runtime, runtime)
         export_model(model, weights, folder, targets=[target], precisions=[precision], threads=threads,
-                     log=lambda msg: None)
+                     log=lambda msg: None, calib=calib, calib_images=calib_images)
     return _open_model_dir(model, folder, runtime, precision, device, threads)
 
 
@@ -106,13 +118,16 @@ class Estimator:
     Model source, in order: `model_dir` (a folder from `dwpose-edge export`), an `.onnx`
     `weights` path (official DWPose / mmdeploy files work), else `weights` as a checkpoint
     path / registry name / 'random' / None (= embedded default), exported and validated on
-    first use into the cache for non-torch runtimes.
+    first use into the cache for non-torch runtimes. `precision='int8'` is calibrated on
+    `calib` (+ `calib_images`; see `export_model`; None = the embedded validation set) and must
+    pass the INT8 accuracy gate, else ParityError.
     """
 
     def __init__(self, model: str = "dwpose-t", weights: Any = None, runtime: str = "torch",
                  device: str | None = None, precision: str = "fp32", flip_test: bool = False,
                  batch_size: int = 16, threads: int | None = None,
-                 model_dir: str | os.PathLike | None = None, detector: Any = "none") -> None:
+                 model_dir: str | os.PathLike | None = None, detector: Any = "none", calib: Any = None,
+                 calib_images: str | os.PathLike | None = None) -> None:
         self.spec = get_spec(model)
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -134,7 +149,7 @@ class Estimator:
             self.runtime = open_runtime(runtime, {"model": Path(weights), "xml": Path(weights)}, device=device,
                                         threads=threads, input_size=self.spec.input_size)
         else:
-            self.runtime = _cached_export(model, weights, runtime, precision, device, threads)
+            self.runtime = _cached_export(model, weights, runtime, precision, device, threads, calib, calib_images)
         from .detect import make_detector
 
         self.detector = make_detector(detector, runtime=runtime, threads=threads)

@@ -21,7 +21,7 @@ absmax 98.1 %, mse 92.5 %, kl 1.7 % (KL clips the long-tailed SiLU outputs to a 
 range, e.g. 0.72 instead of 11 at the stem). Layers named in `fp_layers` (ONNX node names, mapped to
 ncnn layers by matching their weights) keep fp32 weights and no int8 flag.
 
-The result runs in the `ncnn` wheel with `opt.use_int8_inference = True` (see `NcnnInt8Runtime`).
+The result runs in the `ncnn` wheel with `opt.use_int8_inference = True` (`NcnnRuntime(precision='int8')`).
 """
 from __future__ import annotations
 
@@ -131,25 +131,21 @@ def _split_param_line(line: str) -> list[str]:
     return re.findall(r'\S+', line)
 
 
+# layers storing a tagged weight blob then an optional raw bias: type -> (weight-count key, bias-term key)
+_WEIGHTED = {**dict.fromkeys(("Convolution", "ConvolutionDepthWise", "Convolution1D", "Deconvolution",
+                              "DeconvolutionDepthWise"), (6, 5)), "InnerProduct": (2, 1)}
+
+
 def _weight_layout(layer: Layer) -> list[tuple[str, int]]:
     """[(kind, element count)] of what ncnn's load_model reads for this (fp32) layer."""
     t = layer.type
-    if t in ("Convolution", "ConvolutionDepthWise", "Convolution1D", "Deconvolution", "DeconvolutionDepthWise"):
+    if t in _WEIGHTED:
+        count_key, bias_key = _WEIGHTED[t]
         if layer.get(19, 0):
-            return []  # dynamic weight
+            return []  # dynamic weight (a second input)
         if layer.get(8, 0):
             raise ExportError(f"layer {layer.name} is already int8 (8={layer.get(8)}); quantize the fp32 model")
-        out = [("tagged", layer.get(6))]
-        if layer.get(5):
-            out.append(("raw", layer.get(0)))
-        return out
-    if t == "InnerProduct":
-        if layer.get(8, 0):
-            raise ExportError(f"layer {layer.name} is already int8; quantize the fp32 model")
-        out = [("tagged", layer.get(2))]
-        if layer.get(1):
-            out.append(("raw", layer.get(0)))
-        return out
+        return [("tagged", layer.get(count_key))] + ([("raw", layer.get(0))] if layer.get(bias_key) else [])
     if t == "Gemm":
         if layer.get(18, 0):
             raise ExportError(f"layer {layer.name} is already int8; quantize the fp32 model")
@@ -468,39 +464,10 @@ class NcnnCalibrator:
         NcnnModel(self.model.magic, self.model.n_blobs, layers).write(Path(param_out), Path(bin_out), plan.int8)
 
 
-# --------------------------------------------------------------------------------------------- runtime
-
-
-class NcnnInt8Runtime:
-    """`runtimes.ncnn_runtime.NcnnRuntime` with `opt.use_int8_inference = True` (fp16 paths off).
-
-    Built by subclassing lazily so this module imports without ncnn. Once NcnnRuntime itself accepts
-    precision='int8' (set use_int8_inference from it), `open_runtime('ncnn', ..., precision='int8')`
-    does the same and this class can go.
-    """
-
-    def __new__(cls, param, bin_, input_size=None, threads=None):
-        from dwpose_edge.runtimes.ncnn_runtime import NcnnRuntime
-
-        class _Int8(NcnnRuntime):
-            def _load_weights(self, ncnn, net) -> None:
-                net.opt.use_int8_inference = True  # before load_model: create_pipeline picks the int8 kernels
-                super()._load_weights(ncnn, net)
-
-        runtime = _Int8(param, bin_, input_size=input_size, threads=threads, precision="fp32")
-        runtime.precision = "int8"
-        return runtime
-
-
 def open_int8(param: str | os.PathLike, bin_: str | os.PathLike, input_size: tuple[int, int] | None = None,
               threads: int | None = None):
-    """An ncnn runtime for an int8 param/bin (int8 inference on): `open_runtime('ncnn', precision='int8')`
-    where NcnnRuntime accepts it, else `NcnnInt8Runtime`."""
-    from dwpose_edge.errors import InputError
+    """An ncnn runtime for an int8 param/bin (int8 inference on)."""
     from dwpose_edge.runtimes.base import open_runtime
 
-    try:
-        return open_runtime("ncnn", {"param": Path(param), "bin": Path(bin_)}, precision="int8", threads=threads,
-                            input_size=input_size)
-    except InputError:  # an NcnnRuntime that knows only fp32/fp16
-        return NcnnInt8Runtime(Path(param), Path(bin_), input_size=input_size, threads=threads)
+    return open_runtime("ncnn", {"param": Path(param), "bin": Path(bin_)}, precision="int8", threads=threads,
+                        input_size=input_size)

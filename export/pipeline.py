@@ -32,8 +32,10 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
     Every artifact is run on the same validation crops as the reference (torch fp32, or onnxruntime
     fp32 on an ONNX source) and must pass the agreement thresholds; only then is manifest.json written.
 
-    Precision 'int8' needs calibration data: `calib` = a COCO-WholeBody json (with `calib_images`, its
-    image folder), a boxes json (with `calib_images`), a folder of images, or a CalibrationData. INT8
+    Precision 'int8' is calibrated on `calib` = a COCO-WholeBody json (with `calib_images`, its image
+    folder), a boxes json (with `calib_images`), a folder of images, or a CalibrationData; None = the
+    embedded generated validation set (fine for the embedded model; give real images of your domain
+    for official weights). INT8
     artifacts are gated on held-out crops instead (export/int8.py): ParityError when the gate fails,
     unless `allow_accuracy_loss=True` (the failing figures are then flagged in the manifest).
     `int8_options`: an `export.int8.Int8Options` or a dict of its fields.
@@ -48,10 +50,11 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
         if p not in ALL_PRECISIONS:
             raise InputError(f"unknown precision {p!r}; export supports {ALL_PRECISIONS}")
     if "int8" in precisions and calib is None:
-        from dwpose_edge.errors import CalibrationError
+        from dwpose_edge.embedded import embedded_val_set
 
-        raise CalibrationError("precision int8 needs calibration data: calib=<COCO-WholeBody json> with "
-                               "calib_images=<image folder> (CLI: --calib ANN_JSON --calib-images DIR)")
+        calib, calib_images = embedded_val_set()
+        log(f"int8: calibrating on the embedded generated validation set ({calib.parent}); for a model meant "
+            "for real photos pass calib=<COCO-WholeBody json or image folder of your domain>")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a folder is only valid once this run validated everything

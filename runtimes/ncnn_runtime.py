@@ -21,6 +21,9 @@ from dwpose_edge.errors import InputError, ModelFileError
 from dwpose_edge.runtimes.base import check_batch, require
 
 NCNN_MAGIC = "7767517"
+PRECISIONS = ("fp32", "fp16", "int8")
+# the param key holding the int8 scale term of the layers ncnn can run in int8
+_INT8_FLAG = {"Convolution": "8", "ConvolutionDepthWise": "8", "InnerProduct": "8", "Gemm": "18"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class ParamInfo:
     input_shape: tuple[int, ...] | None  # (C, H, W) when the Input layer carries 0=W 1=H 2=C
     output_blobs: tuple[str, ...]
     layer_types: tuple[str, ...]
+    int8: bool = False  # some layer carries ncnn's int8 flag (Convolution/InnerProduct 8=, Gemm 18=)
 
 
 def read_param(path: str | os.PathLike) -> ParamInfo:
@@ -59,6 +63,7 @@ def read_param(path: str | os.PathLike) -> ParamInfo:
     consumed: set[str] = set()
     inputs: list[tuple[str, dict[str, str]]] = []
     types = []
+    int8 = False
     for i, line in enumerate(body):
         tok = line.split()
         try:
@@ -71,6 +76,7 @@ def read_param(path: str | os.PathLike) -> ParamInfo:
         if len(tops) != n_out or len(bottoms) != n_in:
             raise ModelFileError(f"{path}: layer line {i + 3} is truncated ({line[:80]!r}); re-export the model")
         types.append(ltype)
+        int8 = int8 or (ltype in _INT8_FLAG and params.get(_INT8_FLAG[ltype], "0") != "0")
         consumed.update(bottoms)
         produced.extend(tops)
         if ltype == "Input":
@@ -89,7 +95,7 @@ def read_param(path: str | os.PathLike) -> ParamInfo:
     except ValueError:
         shape = None
     outputs = tuple(dict.fromkeys(b for b in produced if b not in consumed))
-    return ParamInfo(blob, shape, outputs, tuple(types))
+    return ParamInfo(blob, shape, outputs, tuple(types), int8)
 
 
 def _capsule_pointer(capsule) -> int:
@@ -125,7 +131,9 @@ def _counting_reader(ncnn, handle):
 
 class NcnnRuntime:
     """Runs an ncnn pose model. `precision` fp32 turns every fp16/bf16 path off (results match torch to ~1e-5);
-    fp16 turns ncnn's fp16 storage/packing/arithmetic on where the CPU supports them.
+    fp16 turns ncnn's fp16 storage/packing/arithmetic on where the CPU supports them; int8 runs a model
+    quantized by `export.int8_ncnn` with `use_int8_inference` (its fp32 layers stay fp32). An int8 file must
+    be opened with precision='int8' and only an int8 file may be: the other pairing gives wrong numbers.
     """
 
     name = "ncnn"
@@ -134,10 +142,14 @@ class NcnnRuntime:
                  input_size: tuple[int, int] | None = None, threads: int | None = None,
                  precision: str = "fp32") -> None:
         ncnn = require("ncnn", "dwpose-edge[ncnn]")
-        if precision not in ("fp32", "fp16"):
-            raise InputError(f"ncnn precision must be fp32 or fp16, got {precision!r}")
+        if precision not in PRECISIONS:
+            raise InputError(f"ncnn precision must be one of {PRECISIONS}, got {precision!r}")
         self.param_path, self.bin_path = Path(param_path), Path(bin_path)
         info = read_param(self.param_path)
+        if info.int8 != (precision == "int8"):
+            raise ModelFileError(f"{self.param_path} is {'an int8' if info.int8 else 'a float'} ncnn model but "
+                                 f"precision={precision!r} was asked for; open it with "
+                                 f"precision={'int8' if info.int8 else 'fp32 or fp16'!r}")
         if not self.bin_path.is_file():
             raise ModelFileError(f"ncnn weights file not found: {self.bin_path}")
         if self.bin_path.stat().st_size == 0:
@@ -172,7 +184,7 @@ class NcnnRuntime:
         opt.use_bf16_storage = False
         if hasattr(opt, "use_bf16_packed"):
             opt.use_bf16_packed = False
-        opt.use_int8_inference = False
+        opt.use_int8_inference = precision == "int8"  # before load_model: create_pipeline picks the kernels
         if net.load_param(str(self.param_path)) != 0:
             raise ModelFileError(f"ncnn cannot parse {self.param_path} (corrupt, truncated, or it uses layers this "
                                  f"ncnn {getattr(ncnn, '__version__', '')} lacks); re-export the model")

@@ -121,7 +121,7 @@ def test_pytest_benchmark_json_to_report(cache, tmp_path):
     out_json = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider", "--bench-runtimes", "onnxruntime",
            "--bench-precisions", "fp32", "--bench-batches", "2", "--bench-persons", "2", "--bench-max-persons", "2",
-           "--bench-threads", "1", "--bench-weights", "random", "-k", "onnxruntime and fp32",
+           "--bench-threads", "1", "--bench-weights", "random", "-k", "test_infer_crops and onnxruntime and fp32",
            "--benchmark-json", str(out_json), "--benchmark-min-rounds", "2", "--benchmark-max-time", "0.05"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -173,8 +173,14 @@ def test_ncnn_rewrite_roundtrip_and_int8_layout(tmp_path):
     text = (tmp_path / "q.param").read_text()
     assert " 8=2" in text and " 8=1" in text and " 18=2" in text
     runtime = open_int8(tmp_path / "q.param", tmp_path / "q.bin", threads=2)
+    assert runtime.precision == "int8" and runtime.net.opt.use_int8_inference
     sx, sy = runtime.infer(crops[:1])
     assert sx.shape == (1, 133, 384) and np.isfinite(sx).all() and np.isfinite(sy).all()
+    from dwpose_edge.errors import ModelFileError
+    from dwpose_edge.runtimes.ncnn_runtime import NcnnRuntime
+
+    with pytest.raises(ModelFileError, match="is an int8 ncnn model but precision='fp32'"):
+        NcnnRuntime(tmp_path / "q.param", tmp_path / "q.bin")  # fp32 kernels on int8 weights: refused
 
 
 # ----------------------------------------------------------------------------------------- trained model
@@ -268,14 +274,21 @@ def test_gate_failure_raises_with_figures_and_allow_flag_writes_it(trained, tmp_
     assert art.extra["gate"]["ap"]["fp32"] is None or art.extra["gate"]["ap"]["drop"] is not None
 
 
-def test_int8_export_without_calibration_data_is_refused(tmp_path):
-    from dwpose_edge import Estimator
-    from dwpose_edge.export.pipeline import export_model
+def test_embedded_validation_set_is_the_default_calibration(tmp_path):
+    from dwpose_edge.embedded import embedded_val_set
+    from dwpose_edge.estimator import export_cache_folder
 
-    with pytest.raises(CalibrationError, match="--calib"):
-        export_model("dwpose-t", "random", tmp_path, targets=["onnx"], precisions=["int8"])
-    with pytest.raises(CalibrationError):
-        Estimator("dwpose-t", weights="random", runtime="onnxruntime", precision="int8")
+    ann, images = embedded_val_set()
+    data = load_calibration(ann, images, INPUT)  # the defaults: 256 calibration + >= 64 held-out crops
+    assert len(data.calib) == 256 and len(data.holdout) >= 64
+    assert not set(data.calib.image_ids.tolist()) & set(data.holdout.image_ids.tolist())
+    # the Estimator's int8 cache folder is keyed by the calibration data; None means the embedded set
+    default, _ = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8")
+    same, _ = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8", ann, images)
+    other, _ = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8", _write(tmp_path / "c.json", {}),
+                                   images)
+    assert default == same != other and "_calib" in default.name
+    assert "_calib" not in export_cache_folder("dwpose-t", "random", "onnxruntime", "fp32")[0].name
 
 
 def test_cli_export_passes_int8_arguments(monkeypatch, tmp_path):

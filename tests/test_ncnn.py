@@ -135,7 +135,10 @@ def test_param_records_input_size_and_blobs(torch_exports):
     with pytest.raises(ModelFileError, match="another model size"):
         NcnnRuntime(*files["fp32"], input_size=(288, 384))
     with pytest.raises(InputError, match="precision"):
+        NcnnRuntime(*files["fp32"], precision="bf16")
+    with pytest.raises(ModelFileError, match="is a float ncnn model but precision='int8'"):
         NcnnRuntime(*files["fp32"], precision="int8")
+    assert not info.int8
     rt = NcnnRuntime(*files["fp32"])
     with pytest.raises(InputError):
         rt.infer(np.zeros((1, 3, 10, 10), np.float32))

@@ -2,7 +2,7 @@
 
 Same trained dwpose-t, same held-out crops, same thread count, in one run:
 
-    pytest bench/bench_int8.py --benchmark-only          (collect bench_*.py files: see the lead's wiring)
+    pytest bench/test_bench_int8.py --benchmark-json out/int8.json     (also part of `pytest bench/`)
 
 Each benchmark times the INT8 model (pytest-benchmark) and, in the same test, fp32 and INT8 passes of
 the same runtime over the same crops in alternation (so both see the same load on a shared machine;
@@ -53,10 +53,6 @@ def _open(folder, runtime: str, precision: str):
 
     art = read_manifest(folder).find(runtime, precision)
     paths = verified_paths(folder, art)
-    if runtime == "ncnn" and precision == "int8":
-        from dwpose_edge.export.int8_ncnn import open_int8
-
-        return open_int8(paths["param"], paths["bin"], threads=THREADS)
     return open_runtime(runtime, paths, precision=precision, threads=THREADS, input_size=(192, 256))
 
 
