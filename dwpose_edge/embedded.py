@@ -2,13 +2,14 @@
 generated validation set (COCO-WholeBody json + JPEGs) for `make demo`, the benchmark and INT8 calibration."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from .data import DATA_DIR
-from .errors import WeightsError
+from .errors import ChecksumError, WeightsError
 
-# model name -> file in dwpose_edge/data
-EMBEDDED: dict[str, str] = {}
+# model name -> (file in dwpose_edge/data, its sha256); written by `python -m dwpose_edge.train.embed`
+EMBEDDED: dict[str, tuple[str, str]] = {}
 
 # `dwpose-edge make-data --out dwpose_edge/data/val --images 140 --seed 2`: the first 140 images of the
 # held-out generated validation set (seed 2), 362 persons; never used for training (seed 1)
@@ -18,13 +19,31 @@ VAL_DESCRIPTION = ("embedded generated COCO-WholeBody validation set (dwpose_edg
 
 
 def default_weights(model: str) -> Path:
-    """Path of the embedded checkpoint for `model`, or a WeightsError saying what to pass instead."""
-    name = EMBEDDED.get(model)
-    if name is None or not (DATA_DIR / name).is_file():
+    """Path of the embedded checkpoint for `model` after its sha256 check, or a WeightsError saying what
+    to pass instead."""
+    entry = EMBEDDED.get(model)
+    if entry is None:
+        embedded = ", ".join(sorted(EMBEDDED)) or "none"
         raise WeightsError(
-            f"no embedded weights for {model}: pass weights=<path to an mmpose .pth> or a registry name "
-            f"(e.g. weights='{model}', downloaded once), or weights='random' for untrained plumbing tests")
-    return DATA_DIR / name
+            f"no embedded weights for {model} (embedded: {embedded}): pass weights=<path to an mmpose .pth> or a "
+            f"registry name (e.g. weights='{model}', downloaded once), or weights='random' for untrained plumbing tests")
+    name, sha256 = entry
+    path = DATA_DIR / name
+    if not path.is_file():
+        raise WeightsError(f"the embedded weights {path} are missing (a broken install?); reinstall dwpose-edge")
+    _verify(path, sha256, path.stat().st_mtime_ns, path.stat().st_size)
+    return path
+
+
+@lru_cache(maxsize=None)
+def _verify(path: Path, sha256: str, mtime_ns: int, size: int) -> None:
+    """sha256 of an embedded file, checked once per process and file version (mtime/size in the cache key)."""
+    from .export.manifest import sha256_file
+
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ChecksumError(f"the embedded weights {path} have sha256 {actual[:16]}..., expected "
+                            f"{sha256[:16]}...: the file was modified or corrupted; reinstall dwpose-edge")
 
 
 def embedded_val_set() -> tuple[Path, Path]:

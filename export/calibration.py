@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from dwpose_edge.errors import CalibrationError, InputError
+from dwpose_edge.export.manifest import sha256_file
 from dwpose_edge.preprocess import crop_boxes
 
 N_CALIB = 256
@@ -127,7 +128,7 @@ def from_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike, input_s
     jobs = [(image_id, e["path"], np.stack(e["boxes"]).astype(np.float32), e["ann_ids"])
             for image_id, e in sorted(per_image.items())]
     source = {"kind": "coco-wholebody", "ann": os.path.basename(os.fspath(ann_file)),
-              "sha256": _sha256_file(ann_file), "seed": int(seed)}
+              "sha256": sha256_file(ann_file), "seed": int(seed)}
     calib, holdout = _split(jobs, image_dir, input_size, n_calib, n_holdout, seed, f"{ann_file}")
     return CalibrationData(calib, holdout, tuple(input_size), source, ann_file=Path(ann_file))
 
@@ -241,18 +242,10 @@ def calibration_key(calib: Any, images: str | os.PathLike | None = None) -> str:
         raise CalibrationError("no calibration data given")
     path = Path(calib)
     if path.is_file():
-        h.update(_sha256_file(path).encode())
+        h.update(sha256_file(path).encode())
     folder = path if path.is_dir() else (Path(images) if images is not None else None)
     if folder is not None and folder.is_dir():
         for p in sorted(folder.iterdir()):
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 h.update(f"{p.name}:{p.stat().st_size}|".encode())
     return h.hexdigest()[:16]
-
-
-def _sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()

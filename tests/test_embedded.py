@@ -1,0 +1,79 @@
+"""The embedded default: fp16 packing, sha256-checked loading, the embedded validation set."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dwpose_edge import embedded
+from dwpose_edge.errors import ChecksumError, WeightsError
+from dwpose_edge.models import build_model, load_checkpoint
+from dwpose_edge.train.embed import pack_fp16
+
+
+def test_embedded_validation_set_is_complete():
+    from dwpose_edge.train.data import load_wholebody_instances
+
+    ann, images = embedded.embedded_val_set()
+    doc = json.loads(ann.read_text())
+    assert len(doc["images"]) == 140 and all((images / im["file_name"]).is_file() for im in doc["images"])
+    instances = load_wholebody_instances(ann, images)
+    assert len(instances) == 362  # every person has labelled body keypoints
+    # whole-body ground truth: every part is labelled on some persons
+    vis = np.stack([i["visible"] for i in instances]) > 0
+    for lo, hi in ((0, 17), (17, 23), (23, 91), (91, 112), (112, 133)):
+        assert vis[:, lo:hi].any(axis=1).mean() > 0.3
+
+
+def test_pack_fp16_halves_the_file_and_keeps_the_model(tiny_checkpoint, tmp_path):
+    dst = tmp_path / "packed.pth"
+    sha = pack_fp16(tiny_checkpoint, dst, "dwpose-t", {"note": "test"})
+    raw = torch.load(dst, map_location="cpu", weights_only=True)
+    floats = [v for v in raw["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    assert raw["meta"]["note"] == "test" and len(raw["meta"]["source_sha256"]) == 64 and len(sha) == 64
+    assert dst.stat().st_size < 0.55 * tiny_checkpoint.stat().st_size
+    ref = load_checkpoint(build_model("dwpose-t"), tiny_checkpoint).eval()
+    half = load_checkpoint(build_model("dwpose-t"), dst).eval()
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    x = torch.randn(2, 3, 256, 192, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        (ax, ay), (bx, by) = ref(x), half(x)
+    for a, b in ((ax, bx), (ay, by)):  # fp16 weights: ~1e-3 relative rounding, compounded over ~70 layers
+        rel = float((a - b).abs().max() / a.abs().max())
+        assert 0 < rel < 0.02, rel
+
+
+def test_default_weights_checks_sha256(tiny_checkpoint, tmp_path, monkeypatch):
+    dst = tmp_path / "w.pth"
+    sha = pack_fp16(tiny_checkpoint, dst, "dwpose-t")
+    monkeypatch.setattr(embedded, "DATA_DIR", tmp_path)
+    monkeypatch.setitem(embedded.EMBEDDED, "dwpose-t", ("w.pth", sha))
+    assert embedded.default_weights("dwpose-t") == dst
+    data = bytearray(dst.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="modified or corrupted"):
+        embedded.default_weights("dwpose-t")
+    dst.unlink()
+    with pytest.raises(WeightsError, match="missing"):
+        embedded.default_weights("dwpose-t")
+
+
+def test_models_without_embedded_weights_say_what_to_pass():
+    with pytest.raises(WeightsError, match="weights='dwpose-l'"):
+        embedded.default_weights("dwpose-l")
+
+
+@pytest.mark.skipif("dwpose-t" not in embedded.EMBEDDED, reason="no embedded dwpose-t in this build")
+def test_estimator_without_arguments_runs_the_embedded_model(grace_hopper):
+    from dwpose_edge import Estimator
+
+    est = Estimator()
+    result = est(grace_hopper)
+    same = Estimator(weights=embedded.default_weights("dwpose-t"))(grace_hopper)
+    assert len(result) == 1 and np.array_equal(result.keypoints, same.keypoints)
+    # a trained model is confident somewhere on a real photo; untrained logits are flat (scores ~0.1)
+    assert float(result.scores.max()) > 0.3

@@ -1,0 +1,72 @@
+"""Pack a trained checkpoint as the package's embedded default: fp16 weights, mmpose layout, sha256.
+
+    python -m dwpose_edge.train.embed runs/tpd_t_stage2/final.pth --model dwpose-t \
+        --out dwpose_edge/data/dwpose-t_synth_fp16.pth --val-ann ... --val-images ...
+
+Floating-point tensors are stored in float16 (half the size; `load_checkpoint` casts them back to
+float32), integer buffers unchanged. With `--val-ann` the AP of the source and of the fp16 file are
+both measured, so the rounding cost is on record. Prints the `EMBEDDED` entry to paste into
+dwpose_edge/embedded.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dwpose_edge.export.manifest import sha256_file
+from dwpose_edge.models import build_model, load_checkpoint
+
+
+def pack_fp16(src: str | os.PathLike, dst: str | os.PathLike, model: str,
+              provenance: dict[str, Any] | None = None) -> str:
+    """Write `src` (any checkpoint `load_checkpoint` reads) as an fp16 mmpose checkpoint; returns its sha256."""
+    net = load_checkpoint(build_model(model), src)  # strict: the file must fit `model`
+    state = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in net.state_dict().items()}
+    meta = {"model": model, "dtype": "float16", "dataset_meta": {"dataset_name": "coco_wholebody"},
+            "source_sha256": sha256_file(src), **(provenance or {})}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp")
+    torch.save({"meta": meta, "state_dict": state}, tmp)
+    os.replace(tmp, dst)
+    return sha256_file(dst)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--model", default="dwpose-t")
+    p.add_argument("--out", required=True)
+    p.add_argument("--val-ann", default=None)
+    p.add_argument("--val-images", default=None)
+    p.add_argument("--note", default=None, help="free text stored in meta (what it was trained on, how)")
+    args = p.parse_args(argv)
+    provenance: dict[str, Any] = {"note": args.note} if args.note else {}
+    results = {}
+    if args.val_ann:
+        from dwpose_edge import Estimator
+        from dwpose_edge.train.evaluate import evaluate_estimator
+
+        results["source"] = evaluate_estimator(Estimator(args.model, weights=args.checkpoint), args.val_ann,
+                                               args.val_images, progress=False)
+    sha = pack_fp16(args.checkpoint, args.out, args.model, provenance)
+    if args.val_ann:
+        from dwpose_edge import Estimator
+        from dwpose_edge.train.evaluate import evaluate_estimator
+
+        results["fp16_file"] = evaluate_estimator(Estimator(args.model, weights=args.out), args.val_ann,
+                                                  args.val_images, progress=False)
+        print(json.dumps({k: {part: round(v[part]["AP"], 4) for part in v} for k, v in results.items()}, indent=1))
+    size = Path(args.out).stat().st_size / 2**20
+    print(f"{args.out}: {size:.1f} MB, sha256 {sha}")
+    print(f'EMBEDDED entry: "{args.model}": ("{Path(args.out).name}", "{sha}")')
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
