@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None)
     p.add_argument("--teacher-weights", dest="teacher_weights", default=None)
     p.add_argument("--student-weights", dest="student_weights", default=None, help="stage2: the stage-1 checkpoint")
+    p.add_argument("--init-weights", dest="init_weights", default=None,
+                   help="stage1/plain: start the student from this checkpoint")
     p.add_argument("--ann", default=None)
     p.add_argument("--images", default=None)
     p.add_argument("--val-ann", dest="val_ann", default=None)

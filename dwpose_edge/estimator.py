@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ModelFileError
+from .errors import ExportError, InputError, ModelFileError
 from .models.specs import NUM_KEYPOINTS, get_spec
 from .postprocess import decode_simcc, merge_flip
-from .preprocess import check_image, crop_boxes
+from .preprocess import check_boxes, check_image, crop_boxes
 from .result import PoseResult
 from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
 
@@ -100,10 +100,32 @@ def _cached_export(model: str, weights: Any, runtime: str, precision: str, devic
 
     folder, weights = export_cache_folder(model, weights, runtime, precision, calib, calib_images)
     if not (folder / MANIFEST).is_file():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"cannot create the export cache folder {folder}: {exc}; set DWPOSE_EDGE_CACHE "
+                              "to a writable folder") from exc
         target = {"onnxruntime": "onnx"}.get(runtime, runtime)
         export_model(model, weights, folder, targets=[target], precisions=[precision], threads=threads,
                      log=lambda msg: None, calib=calib, calib_images=calib_images)
     return _open_model_dir(model, folder, runtime, precision, device, threads)
+
+
+def check_threads(threads: Any) -> int | None:
+    """`threads` as given to a runtime: None (or 0) = the runtime's default, else a positive int."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise InputError(f"threads must be a positive integer, or None/0 for the runtime's default; got {threads!r}")
+    return int(threads) or None
+
+
+def _as_boxes(boxes: Any) -> np.ndarray:
+    try:
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which check_boxes refuses
+            return np.asarray(boxes, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"boxes must be numeric (N,4) x1,y1,x2,y2: {exc}") from None
 
 
 class Estimator:
@@ -121,6 +143,10 @@ class Estimator:
     first use into the cache for non-torch runtimes. `precision='int8'` is calibrated on
     `calib` (+ `calib_images`; see `export_model`; None = the embedded validation set) and must
     pass the INT8 accuracy gate, else ParityError.
+
+    One instance may be called from several threads at once (every runtime here is thread-safe;
+    see README "Errors and guarantees"). Memory per call is bounded by `batch_size` crops, whatever
+    the number of boxes.
     """
 
     def __init__(self, model: str = "dwpose-t", weights: Any = None, runtime: str = "torch",
@@ -128,9 +154,13 @@ class Estimator:
                  batch_size: int = 16, threads: int | None = None,
                  model_dir: str | os.PathLike | None = None, detector: Any = "none", calib: Any = None,
                  calib_images: str | os.PathLike | None = None) -> None:
-        self.spec = get_spec(model)
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        try:
+            self.spec = get_spec(model)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        threads = check_threads(threads)
         runtime_class(runtime)  # validates the name before any heavy work
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
@@ -160,6 +190,12 @@ class Estimator:
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """SimCC logits for normalized crops (N,3,H,W), batched, with flip test when enabled."""
         crops = check_batch(crops, self.input_size)
+        if not np.isfinite(crops).all():
+            raise InputError("crops contain NaN or inf; make them with dwpose_edge.preprocess.crop_boxes "
+                             "from a uint8 image")
+        return self._infer(crops)
+
+    def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for i in range(0, len(crops), self.batch_size):
             chunk = crops[i:i + self.batch_size]
@@ -167,22 +203,34 @@ class Estimator:
             if self.flip_test:
                 fx, fy = self.runtime.infer(np.ascontiguousarray(chunk[..., ::-1]))
                 sx, sy = merge_flip((sx, sy), (fx, fy))
+            self._check_logits(sx, sy)
             xs.append(sx)
             ys.append(sy)
         return np.concatenate(xs), np.concatenate(ys)
 
+    def _check_logits(self, simcc_x: np.ndarray, simcc_y: np.ndarray) -> None:
+        if not (np.isfinite(simcc_x).all() and np.isfinite(simcc_y).all()):
+            rt = self.runtime
+            raise ModelFileError(
+                f"the {rt.name}/{getattr(rt, 'precision', 'fp32')} model returned NaN/inf logits for finite input: "
+                "its weights are corrupt (NaN/inf values) or its precision overflows; re-export the model "
+                "from a good checkpoint (an fp16/int8 model: try precision='fp32')")
+
     def __call__(self, image_bgr: np.ndarray, boxes: np.ndarray | None = None) -> PoseResult:
+        """Keypoints of every box (N,4 x1,y1,x2,y2 image pixels; None = ask the detector) of a BGR uint8 image."""
         image = check_image(image_bgr)
         if boxes is None:
             boxes, _ = self.detector.detect(image)
-        try:
-            boxes = np.asarray(boxes, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"boxes must be numeric (N,4) x1,y1,x2,y2: {exc}") from None
+        boxes = _as_boxes(boxes)
         if boxes.size == 0:
             return PoseResult(np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32),
                               np.zeros((0, 4), np.float32))
-        crops, centers, scales = crop_boxes(image, boxes, self.input_size)
-        simcc_x, simcc_y = self.infer_crops(crops)
-        keypoints, scores = decode_simcc(simcc_x, simcc_y, centers, scales, self.input_size)
-        return PoseResult(keypoints, scores, boxes.reshape(-1, 4))
+        boxes = check_boxes(boxes, image.shape)
+        keypoints, scores = [], []
+        for i in range(0, len(boxes), self.batch_size):  # crops and logits of one batch at a time: bounded memory
+            crops, centers, scales = crop_boxes(image, boxes[i:i + self.batch_size], self.input_size)
+            simcc_x, simcc_y = self._infer(crops)
+            k, s = decode_simcc(simcc_x, simcc_y, centers, scales, self.input_size)
+            keypoints.append(k)
+            scores.append(s)
+        return PoseResult(np.concatenate(keypoints), np.concatenate(scores), boxes)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +48,7 @@ def video_frames(path: Path) -> tuple[Iterator[np.ndarray], float, int]:
         cap.release()
         raise InputError(f"cannot open or decode video {path} (corrupt file or a codec OpenCV lacks)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    count = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
 
     def frames() -> Iterator[np.ndarray]:
         try:
@@ -64,7 +66,11 @@ def video_frames(path: Path) -> tuple[Iterator[np.ndarray], float, int]:
 
 def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | None = None,
                 fmt: str = "coco", score_threshold: float = 0.3, progress: bool = True) -> dict:
-    """Estimate poses on every input; returns {"files": {...}, "persons": N, "frames": N, "ms_per_frame": t}."""
+    """Estimate poses on every input; returns {"files": {...}, "persons": N, "frames": N, "ms_per_frame": t}.
+
+    Output paths are checked before any work (InputError). A video that stops decoding part-way keeps the
+    frames decoded so far, warns (RuntimeWarning) and is listed in summary["incomplete_videos"].
+    """
     from tqdm import tqdm
 
     from .draw import draw
@@ -72,10 +78,10 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
     if fmt not in ("coco", "openpose"):
         raise InputError(f"format must be coco or openpose, got {fmt!r}")
     paths = collect_inputs(inputs)
-    draw_path = Path(draw_dir) if draw_dir else None
-    if draw_path:
-        draw_path.mkdir(parents=True, exist_ok=True)
+    out_path = _writable_file(out) if out else None
+    draw_path = _writable_dir(draw_dir) if draw_dir else None
     results: dict[str, list] = {}
+    incomplete: dict[str, dict] = {}
     persons = frames = 0
     t0 = time.perf_counter()
 
@@ -105,6 +111,10 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
             if writer is not None:
                 writer.release()
             results[str(path)] = entries
+            if count and len(entries) < count:
+                incomplete[str(path)] = {"decoded": len(entries), "expected": count}
+                warnings.warn(f"video {path}: only {len(entries)} of its {count} frames could be decoded (truncated or "
+                              "damaged file); results cover the decoded frames", RuntimeWarning, stacklevel=2)
         else:
             image = read_image(path)
             result = est(image)
@@ -116,6 +126,34 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
     elapsed = time.perf_counter() - t0
     summary = {"files": results, "persons": persons, "frames": frames,
                "ms_per_frame": round(elapsed * 1000 / max(frames, 1), 2), "format": fmt}
-    if out:
-        Path(out).write_text(json.dumps(summary))
+    if incomplete:
+        summary["incomplete_videos"] = incomplete
+    if out_path:
+        try:
+            out_path.write_text(json.dumps(summary))
+        except OSError as exc:
+            raise InputError(f"cannot write results to {out_path}: {exc}") from exc
     return summary
+
+
+def _writable_file(out: str) -> Path:
+    """Check before any work that `out` can be written: its folder exists (or is created) and it is no folder."""
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name such as {path / 'results.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder of --out {out}: {exc}") from exc
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot write --out {out}: its folder is not writable")
+    return path
+
+
+def _writable_dir(draw_dir: str) -> Path:
+    path = Path(draw_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the --draw folder {draw_dir}: {exc}") from exc
+    return path

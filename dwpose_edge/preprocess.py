@@ -15,38 +15,68 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         raise InputError(f"image is grayscale {image.shape}; convert it with cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)")
     if image.ndim != 3 or image.shape[2] not in (3,):
-        hint = " (RGBA/BGRA: drop alpha with cv2.cvtColor(img, cv2.COLOR_BGRA2BGR))" if image.ndim == 3 and image.shape[2] == 4 else ""
-        raise InputError(f"image must have shape (H,W,3) BGR, got {image.shape}{hint}")
+        raise InputError(f"image must have shape (H,W,3) BGR, got {image.shape}{_shape_hint(image.shape)}")
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise InputError(f"image is empty: shape {image.shape}")
+        raise InputError(f"image is empty: shape {image.shape}; skip empty frames before calling the estimator")
     if image.dtype != np.uint8:
-        raise InputError(f"image dtype must be uint8 (0-255 BGR as cv2.imread gives), got {image.dtype}")
+        raise InputError(f"image dtype must be uint8 (0-255 BGR as cv2.imread gives), got {image.dtype}"
+                         f"{_DTYPE_HINTS.get(image.dtype.kind, '')}")
     return image
 
 
+_DTYPE_HINTS = {
+    "u": "; 16-bit: convert with (img >> 8).astype(np.uint8)",
+    "f": "; float in [0, 1]: convert with (img * 255).clip(0, 255).round().astype(np.uint8)",
+}
+
+
+def _shape_hint(shape: tuple[int, ...]) -> str:
+    if len(shape) == 3 and shape[2] == 4:
+        return " (RGBA/BGRA: drop alpha with cv2.cvtColor(img, cv2.COLOR_BGRA2BGR))"
+    if len(shape) == 3 and shape[2] == 1:
+        return " (one channel: convert with cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))"
+    if len(shape) == 4:
+        return " (a batch: call the estimator once per image)"
+    return ""
+
+
+# float32 represents every integer up to 2**24: beyond it crop centres and sizes round to >= 2 px
+MAX_COORD = float(2 ** 24)
+
+
 def check_boxes(boxes_xyxy: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
-    """Validate boxes (N,4) x1,y1,x2,y2 in pixels; NaN, inverted, zero-area or fully outside boxes are errors."""
+    """Validate boxes (N,4) x1,y1,x2,y2 in pixels; NaN/inf, inverted, zero-area, fully outside boxes and
+    coordinates beyond +-2**24 px are errors (InputError naming the first bad box)."""
     boxes = np.asarray(boxes_xyxy)
     if boxes.ndim == 1 and boxes.shape[0] == 4:
         boxes = boxes[None]
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise InputError(f"boxes must have shape (N,4) as x1,y1,x2,y2, got {boxes.shape}")
+        hint = " (drop the score column: boxes[:, :4])" if boxes.ndim == 2 and boxes.shape[1] == 5 else ""
+        raise InputError(f"boxes must have shape (N,4) as x1,y1,x2,y2, got {boxes.shape}{hint}")
     if not np.issubdtype(boxes.dtype, np.number):
         raise InputError(f"boxes must be numeric, got dtype {boxes.dtype}")
     boxes = boxes.astype(np.float32)
     bad = ~np.isfinite(boxes).all(axis=1)
     if bad.any():
-        raise InputError(f"boxes {np.flatnonzero(bad).tolist()} contain NaN or inf")
+        raise InputError(f"boxes {np.flatnonzero(bad).tolist()} contain NaN or inf; drop them first "
+                         "(boxes[np.isfinite(boxes).all(axis=1)])")
+    huge = (np.abs(boxes) > MAX_COORD).any(axis=1)
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise InputError(f"box {i} {boxes[i].tolist()} has a coordinate beyond +-{MAX_COORD:.0f} px, where float32 "
+                         "crop geometry loses whole pixels; clip boxes to the image first")
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     bad = (w <= 0) | (h <= 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"box {i} {boxes[i].tolist()} is inverted or has zero area (need x2>x1, y2>y1)")
+        raise InputError(f"box {i} {boxes[i].tolist()} is inverted or has zero area: need x2>x1 "
+                         "and y2>y1 (boxes are x1,y1,x2,y2 corners, not x,y,w,h); drop empty detections")
     img_h, img_w = image_shape[:2]
     outside = (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (boxes[:, 0] >= img_w) | (boxes[:, 1] >= img_h)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
-        raise InputError(f"box {i} {boxes[i].tolist()} lies entirely outside the {img_w}x{img_h} image")
+        raise InputError(f"box {i} {boxes[i].tolist()} lies entirely outside the {img_w}x{img_h} image; "
+                         "drop it (boxes partly inside are fine)")
     return boxes
 
 
@@ -80,8 +110,9 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
 def normalize(crops_bgr: np.ndarray) -> np.ndarray:
     """(N,H,W,3) BGR uint8 -> (N,3,H,W) float32 RGB, (x - mean) / std."""
     rgb = crops_bgr[..., ::-1].astype(np.float32)
-    out = (rgb - MEAN_RGB) / STD_RGB
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    rgb -= MEAN_RGB  # in place (float32 throughout, as before): one temporary instead of three
+    rgb /= STD_RGB
+    return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))
 
 
 def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray,

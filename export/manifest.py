@@ -81,19 +81,50 @@ def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
 
 
 def read_manifest(folder: str | os.PathLike) -> Manifest:
-    """Parse manifest.json; ModelFileError if it is missing or malformed."""
-    path = Path(folder) / MANIFEST
+    """Parse manifest.json; ModelFileError if it is missing, malformed or names files outside the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFileError(f"model folder {folder} does not exist or is not a folder; give the --out folder of "
+                             "`dwpose-edge export`")
+    path = folder / MANIFEST
     if not path.is_file():
-        raise ModelFileError(f"{folder} has no {MANIFEST}: not a folder written by `dwpose-edge export`")
+        raise ModelFileError(f"{folder} has no {MANIFEST}: not a folder written by `dwpose-edge export` "
+                             "(or the export did not finish); export it again")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"the top level is a {type(doc).__name__}, expected an object")
         if doc.get("format") != FORMAT:
             raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT!r}")
-        arts = [Artifact(**a) for a in doc["artifacts"]]
+        if not isinstance(doc["model"], str):
+            raise ValueError(f"model {doc['model']!r} is not a name")
+        arts = [_artifact(a) for a in doc["artifacts"]]
         info = {k: v for k, v in doc.items() if k not in ("format", "model", "input_size", "artifacts")}
-        return Manifest(doc["model"], tuple(doc["input_size"]), arts, info)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{path} is malformed: {exc}") from exc
+        return Manifest(doc["model"], _input_size(doc["input_size"]), arts, info)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{path} is malformed ({type(exc).__name__}: {exc}); export the folder again") from exc
+
+
+def _input_size(value: Any) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ValueError(f"input_size {value!r} is not [W, H]")
+    return value[0], value[1]
+
+
+def _artifact(entry: Any) -> Artifact:
+    """One artifact entry, with file names that must be plain names inside the folder (no paths, no '..')."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"artifact {entry!r} is not an object")
+    art = Artifact(**entry)
+    for table in ("files", "sha256"):
+        value = getattr(art, table)
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ValueError(f"{art.runtime}/{art.precision} {table} must map roles to strings, got {value!r}")
+    for name in art.files.values():
+        if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise ValueError(f"file name {name!r} is not a plain name inside the model folder")
+    return art
 
 
 def verified_paths(folder: str | os.PathLike, artifact: Artifact) -> dict[str, Path]:
@@ -102,8 +133,11 @@ def verified_paths(folder: str | os.PathLike, artifact: Artifact) -> dict[str, P
     paths = artifact.paths(folder)
     for role, p in paths.items():
         if not p.is_file():
-            raise ModelFileError(f"{p} listed in {folder / MANIFEST} is missing")
+            raise ModelFileError(f"{p} listed in {folder / MANIFEST} is missing; export the folder again")
         want = artifact.sha256.get(role)
+        if want is None:
+            raise ModelFileError(f"{folder / MANIFEST} records no sha256 for {artifact.runtime}/{artifact.precision} "
+                                 f"{role} ({p.name}), so it cannot be verified; export the folder again")
         got = sha256_file(p)
         if want != got:
             raise ModelFileError(f"{p} does not match its sha256 in {MANIFEST} (expected {want}, got {got}): "

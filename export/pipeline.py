@@ -56,7 +56,10 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
         log(f"int8: calibrating on the embedded generated validation set ({calib.parent}); for a model meant "
             "for real photos pass calib=<COCO-WholeBody json or image folder of your domain>")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the export folder {out}: {exc}; give --out a writable folder path") from exc
     (out / MANIFEST).unlink(missing_ok=True)  # a folder is only valid once this run validated everything
 
     crops = validation_crops(spec.input_size)

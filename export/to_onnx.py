@@ -29,7 +29,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = OPSET, d
     import onnx
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the folder of {path}: {exc}; choose a writable output path") from exc
     w, h = model.spec.input_size
     model = model.float().eval().cpu()
     dummy = torch.randn(2 if dynamic_batch else 1, 3, h, w, generator=torch.Generator().manual_seed(0))
@@ -47,8 +50,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = OPSET, d
     _add_metadata(proto, model)
     onnx.checker.check_model(proto, full_check=True)
     tmp_path = path.with_suffix(".onnx.tmp")
-    onnx.save(proto, str(tmp_path))
-    os.replace(tmp_path, path)
+    try:
+        onnx.save(proto, str(tmp_path))
+        os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {exc}; choose a writable output path with free space") from exc
     return path
 
 
@@ -80,6 +87,9 @@ def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2) -> "onnx.ModelP
     import onnx
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not an ONNX file; for a folder written by `dwpose-edge export` "
+                             "pass it as model_dir")
     if not path.is_file():
         raise ModelFileError(f"ONNX file not found: {path}")
     if path.stat().st_size == 0:
@@ -95,7 +105,25 @@ def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2) -> "onnx.ModelP
         what = ("a DWPose/RTMPose model has one input and two outputs (simcc_x, simcc_y)" if n_outputs == 2
                 else f"expected one input and {n_outputs} output(s)")
         raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(proto.graph.output)} outputs; {what}")
+    bad = _non_finite_initializers(proto)
+    if bad:
+        raise ModelFileError(f"{path} has NaN/inf weights in {bad[:5]}: the file is corrupt; re-export or "
+                             "re-download it")
     return proto
+
+
+def _non_finite_initializers(proto) -> list[str]:
+    """Names of floating-point initializers holding NaN or inf (external data is not loaded here)."""
+    from onnx import TensorProto, numpy_helper
+
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    bad = []
+    for init in proto.graph.initializer:
+        if init.data_type in floats and init.data_location != TensorProto.EXTERNAL:
+            values = numpy_helper.to_array(init)
+            if not np.isfinite(values.astype(np.float32, copy=False)).all():
+                bad.append(init.name)
+    return bad
 
 
 def onnx_metadata(path: str | os.PathLike) -> dict[str, str]:

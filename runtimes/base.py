@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from dwpose_edge.errors import InputError, RuntimeUnavailableError
+from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
 
 
 @runtime_checkable
@@ -26,6 +26,9 @@ RUNTIMES: dict[str, tuple[str, str, str]] = {
     "openvino": ("dwpose_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "dwpose-edge[openvino]"),
     "ncnn": ("dwpose_edge.runtimes.ncnn_runtime", "NcnnRuntime", "dwpose-edge[ncnn]"),
 }
+
+# the files (manifest roles) each exported-file runtime needs
+FILE_ROLES: dict[str, tuple[str, ...]] = {"onnxruntime": ("model",), "openvino": ("xml",), "ncnn": ("param", "bin")}
 
 
 def require(module: str, extra: str) -> object:
@@ -63,6 +66,13 @@ def open_runtime(runtime: str, files: dict, *, precision: str = "fp32", device: 
                  threads: int | None = None, input_size: tuple[int, int] | None = None) -> Runtime:
     """Open exported model files (role -> path, as in a manifest artifact) on `runtime`."""
     cls = runtime_class(runtime)
+    missing = [role for role in FILE_ROLES.get(runtime, ()) if role not in files]
+    if missing:
+        raise ModelFileError(f"{runtime} needs the files {list(FILE_ROLES[runtime])} but got {sorted(files)}: the "
+                             "manifest or file table is incomplete; re-export with dwpose-edge export")
+    if runtime == "ncnn" and device not in (None, "cpu", "CPU"):
+        raise InputError(f"the ncnn runtime runs on the CPU here (its Vulkan path is not enabled); got device={device!r}, "
+                         "use device=None or 'cpu'")
     if runtime == "ncnn":
         return cls(files["param"], files["bin"], input_size=input_size, threads=threads, precision=precision)
     if runtime == "openvino":

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from dwpose_edge.errors import InputError, RuntimeUnavailableError
+from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
 from dwpose_edge.runtimes.base import check_batch, require
 from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
 
@@ -40,7 +40,11 @@ class OnnxRuntime:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=PROVIDERS[device])
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=PROVIDERS[device])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
+            raise ModelFileError(f"onnxruntime cannot load {path}: {_first_line(exc)}; the file uses operators or "
+                                 "types this onnxruntime lacks, or is not a pose model: re-export it") from exc
         if self.session.get_providers()[0] != wanted:
             raise RuntimeUnavailableError(
                 f"onnxruntime fell back to {self.session.get_providers()[0]} although {wanted} was asked for "
@@ -62,5 +66,14 @@ class OnnxRuntime:
         if self.fixed_batch and len(batch) != self.fixed_batch:
             parts = [self.infer(batch[i:i + self.fixed_batch]) for i in range(0, len(batch), self.fixed_batch)]
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        sx, sy = self.session.run(list(self._order), {self.input_name: batch})
+        try:
+            sx, sy = self.session.run(list(self._order), {self.input_name: batch})
+        except Exception as exc:
+            raise ModelFileError(f"onnxruntime inference of {self.path} failed: {_first_line(exc)} "
+                                 "(a model whose input is not float32 NCHW?)") from exc
         return sx, sy
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

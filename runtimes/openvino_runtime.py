@@ -47,18 +47,23 @@ class OpenVinoRuntime:
         try:
             model = core.read_model(path)
         except Exception as exc:
-            raise ModelFileError(f"OpenVINO cannot read {path}: {str(exc).splitlines()[0][:200]}") from exc
+            raise ModelFileError(f"OpenVINO cannot read {path}: {ov_error_summary(exc)}; the file is corrupt, "
+                                 "truncated or not a pose model: re-export it") from exc
         inp = model.inputs[0]
         pshape = inp.get_partial_shape()
         shape = [d.get_length() if d.is_static else None for d in pshape]
         self.input_size = input_size_from_shape(shape, path, input_size)
-        if shape[0] is not None:  # let any batch through: DWPose graphs are batch-independent
-            model.reshape({inp.get_any_name(): ov.PartialShape([-1, 3, self.input_size[1], self.input_size[0]])})
         config = {"INFERENCE_PRECISION_HINT": inference_precision(core, device, precision),
                   "PERFORMANCE_HINT": "LATENCY"}
         if threads and device.startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(model, device, config)
+        try:
+            if shape[0] is not None:  # let any batch through: DWPose graphs are batch-independent
+                model.reshape({inp.get_any_name(): ov.PartialShape([-1, 3, self.input_size[1], self.input_size[0]])})
+            self.compiled = core.compile_model(model, device, config)
+        except Exception as exc:
+            raise ModelFileError(f"OpenVINO cannot compile {path} for {device}: {ov_error_summary(exc)}; "
+                                 "the file is not a DWPose model or is corrupt: re-export it") from exc
         self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         names = [o.get_any_name() for o in self.compiled.outputs]
         dims = [o.get_partial_shape()[-1].get_length() if o.get_partial_shape()[-1].is_static else None
@@ -72,7 +77,10 @@ class OpenVinoRuntime:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        request.infer({0: batch})
+        try:
+            request.infer({0: batch})
+        except Exception as exc:
+            raise ModelFileError(f"OpenVINO inference of {self.path} failed: {ov_error_summary(exc)}") from exc
         return (request.get_output_tensor(self._ix).data.copy(), request.get_output_tensor(self._iy).data.copy())
 
 
@@ -84,3 +92,10 @@ def check_ir_files(xml_path: str) -> None:
             raise ModelFileError(f"OpenVINO IR file missing: {p}")
         if os.path.getsize(p) == 0:
             raise ModelFileError(f"OpenVINO IR file is empty: {p}")
+
+
+def ov_error_summary(exc: Exception) -> str:
+    """The informative lines of an OpenVINO exception, without its 'Exception from file.cpp:N' frames."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    useful = [ln for ln in lines if ln and not ln.startswith(("Exception from", "Check '"))]
+    return " ".join(useful)[:300] or (lines[0] if lines else type(exc).__name__)

@@ -38,6 +38,7 @@ class TrainConfig:
     teacher: str | None = None            # stage1: variant of the frozen teacher
     teacher_weights: str | None = None    # stage1: its checkpoint
     student_weights: str | None = None    # stage2: the stage-1 checkpoint (its backbone is frozen)
+    init_weights: str | None = None       # stage1/plain: start the student from this checkpoint (curriculum)
     ann: str = ""
     images: str = ""
     val_ann: str | None = None
@@ -128,6 +129,10 @@ class TrainStep(nn.Module):
 
 def _build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
     student = build_model(cfg.student)
+    if cfg.init_weights:
+        if cfg.stage == "stage2":
+            raise ValueError("stage2 starts from student_weights; init_weights is for stage1/plain")
+        load_checkpoint(student, cfg.init_weights)
     if cfg.stage == "stage1":
         if not (cfg.teacher and cfg.teacher_weights):
             raise ValueError("stage1 needs teacher and teacher_weights")

@@ -38,6 +38,9 @@ StateLike = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
 def _read_state_dict(path_or_state: StateLike) -> Mapping[str, torch.Tensor]:
     if isinstance(path_or_state, Mapping):
         obj = path_or_state
+    elif not isinstance(path_or_state, (str, os.PathLike)):
+        raise WeightsError(f"weights must be a checkpoint path, a registry name, a state dict or 'random', "
+                           f"got {type(path_or_state).__name__}")
     else:
         path = os.fspath(path_or_state)
         if not os.path.isfile(path):

@@ -66,7 +66,9 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODEL_SPECS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODEL_SPECS)}") from None
+        from dwpose_edge.errors import InputError  # a ValueError too
+
+        raise InputError(f"unknown model {name!r}; choose one of {sorted(MODEL_SPECS)}") from None
 
 
 def _flip_indices() -> np.ndarray:
