@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from dwpose_edge.data import DATA_DIR
+from side_venv import child_env
 
 pytestmark = pytest.mark.conformance
 
@@ -75,18 +76,12 @@ def _dist_version(*names: str) -> tuple[str, str] | None:
     return None
 
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PYTHONNOUSERSITE"] = "1"
-    return env
-
-
 @pytest.fixture(scope="session")
 def mmpose_python() -> str:
     """Path of the python in the mmpose 1.3.2 venv (built on first use, then cached)."""
     if shutil.which("bash") is None:
         pytest.skip("conformance venv needs bash (tests/mmpose_ref/make_venv.sh)")
-    env = _child_env()
+    env = child_env()
     env["DWPOSE_EDGE_MMPOSE_VENV"] = str(_venv_dir())
     env.setdefault("DWPOSE_EDGE_MMPOSE_PYTHON", sys.executable)
     # Same torch and OpenCV as this environment: identical JPEG decoding and warpAffine.
@@ -125,7 +120,7 @@ def ref(mmpose_python: str) -> dict:
             [mmpose_python, str(DUMP), "--out", str(tmp), "--image", str(IMAGE), "--boxes", json.dumps(BOXES),
              "--seed", str(SEED), "--logit-variants", ",".join(LOGIT_VARIANTS),
              "--topdown-variants", ",".join(RUN_VARIANTS)],
-            env=_child_env(), capture_output=True, text=True, timeout=1200)
+            env=child_env(), capture_output=True, text=True, timeout=1200)
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             pytest.fail(f"mmpose_dump.py failed (rc {proc.returncode}):\n{proc.stderr[-6000:]}")

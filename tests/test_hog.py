@@ -28,6 +28,7 @@ from dwpose_edge import hog
 from dwpose_edge.data import DATA_DIR
 from dwpose_edge.detect import HogDetector, make_detector
 from dwpose_edge.errors import InputError
+from side_venv import child_env
 
 REF_DIR = Path(__file__).parent / "hog_ref"
 CROP = REF_DIR / "vtest_frame400_crop.jpg"
@@ -299,18 +300,12 @@ def test_messi_kicking_is_missed():
 
 # --- conformance against OpenCV 4.x in its own venv ------------------------------------------
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PYTHONNOUSERSITE"] = "1"
-    return env
-
-
 @pytest.fixture(scope="session")
 def opencv4_python() -> str:
     """Python of the cached OpenCV 4.x side venv (tests/hog_ref/make_venv.sh builds it on first use)."""
     if shutil.which("bash") is None:
         pytest.skip("the OpenCV 4 side venv needs bash (tests/hog_ref/make_venv.sh)")
-    env = _child_env()
+    env = child_env()
     env.setdefault("DWPOSE_EDGE_OPENCV4_PYTHON", sys.executable)
     proc = subprocess.run(["bash", str(REF_DIR / "make_venv.sh")], env=env, capture_output=True, text=True,
                           timeout=1800)
@@ -343,7 +338,7 @@ def _conformance_images(tmp_path: Path) -> dict[str, Path]:
 @pytest.mark.conformance
 def test_svm_file_is_reproducible(opencv4_python, tmp_path):
     out = tmp_path / "svm.npy"
-    subprocess.run([opencv4_python, str(REF_DIR / "extract_svm.py"), str(out)], check=True, env=_child_env(),
+    subprocess.run([opencv4_python, str(REF_DIR / "extract_svm.py"), str(out)], check=True, env=child_env(),
                    capture_output=True)
     np.testing.assert_array_equal(np.load(out), hog.load_people_svm())
 
@@ -353,7 +348,7 @@ def test_conformance_with_opencv4_on_real_images(opencv4_python, tmp_path):
     images = _conformance_images(tmp_path)
     out = tmp_path / "ref.npz"
     subprocess.run([opencv4_python, str(REF_DIR / "opencv4_dump.py"), str(out)]
-                   + [f"{k}={v}" for k, v in images.items()], check=True, env=_child_env(), capture_output=True)
+                   + [f"{k}={v}" for k, v in images.items()], check=True, env=child_env(), capture_output=True)
     det = hog.HogPeopleDetector()
     with np.load(out) as ref:
         assert str(ref["opencv_version"]).startswith("4.")
@@ -372,7 +367,7 @@ def test_committed_fixture_is_current(opencv4_python, tmp_path):
     out = tmp_path / "ref.npz"
     subprocess.run([opencv4_python, str(REF_DIR / "opencv4_dump.py"), str(out), "--desc", "64x160/32",
                     f"vtest={CROP}", f"astronaut={DATA_DIR / 'astronaut.jpg'}",
-                    f"grace_hopper={DATA_DIR / 'grace_hopper.jpg'}"], check=True, env=_child_env(),
+                    f"grace_hopper={DATA_DIR / 'grace_hopper.jpg'}"], check=True, env=child_env(),
                    capture_output=True)
     with np.load(out) as fresh, np.load(REF_DIR / "opencv4_ref.npz") as committed:
         assert sorted(fresh.files) == sorted(committed.files)

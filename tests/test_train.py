@@ -197,3 +197,19 @@ def test_cuda_amp_training_steps(data, tmp_path):
     log = losses(tmp_path / "cuda")
     assert all(math.isfinite(total(r)) for r in log) and total(log[-1]) < total(log[0])
     assert torch.load(final, weights_only=True)["state_dict"]["head.cls_x.weight"].device.type == "cpu"
+
+
+def test_heatmap_warmup_and_init_weights(data, tmp_path):
+    root, ann = data
+    first = train(cfg_for(root, ann, tmp_path / "a", stage="plain", epochs=4, heatmap_warmup=1.0,
+                          heatmap_warmup_iters=2))
+    log = losses(tmp_path / "a")
+    assert "loss_heatmap_warmup" in log[0] and "loss_heatmap_warmup" not in log[-1]  # decayed to 0 after 2 iters
+    start = load_checkpoint(build_model("dwpose-t"), first).state_dict()
+    train(cfg_for(root, ann, tmp_path / "b", stage="plain", epochs=1, lr=1e-12, warmup_iters=1,
+                  init_weights=str(first)))
+    again = torch.load(tmp_path / "b" / "final.pth", weights_only=True)["state_dict"]
+    for k in ("backbone.stem.0.conv.weight", "head.cls_x.weight"):  # started from `first`, lr ~0: unchanged
+        assert torch.allclose(start[k], again[k], atol=1e-6), k
+    with pytest.raises(ValueError, match="init_weights is for stage1/plain"):
+        train(cfg_for(root, ann, tmp_path / "c", stage="stage2", student_weights=str(first), init_weights=str(first)))

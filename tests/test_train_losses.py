@@ -204,3 +204,23 @@ def test_stage1_and_stage2_combine(simcc):
     out2 = s2(student_logits=_t(pred), teacher_logits=_t(teacher))
     assert set(out2) == {"loss_logit"}
     assert out2["loss_logit"].item() == pytest.approx(ref_logit(pred, teacher, weight=1.0), rel=1e-10)
+
+
+def test_heatmap_warmup_loss_is_zero_on_its_target_and_weighted():
+    import torch
+
+    from dwpose_edge.train.losses import heatmap_warmup_loss
+
+    kp = torch.tensor([[[48.0, 80.0], [150.0, 200.0]]])  # (1, 2, 2) crop pixels of a 192x256 input
+    w = torch.ones(1, 2)
+    gx = (torch.arange(6) + 0.5) * 32
+    gy = (torch.arange(8) + 0.5) * 32
+    target = torch.exp(-0.5 * (((gy[None, :, None] - kp[0, :, 1, None, None]) / 32) ** 2
+                               + ((gx[None, None, :] - kp[0, :, 0, None, None]) / 32) ** 2))[None]
+    assert float(heatmap_warmup_loss(target, kp, w, (192, 256))) < 1e-12
+    assert int(target[0, 0].argmax()) == 2 * 6 + 1  # keypoint (48, 80) is in cell (row 2, col 1)
+    zeros = torch.zeros_like(target)
+    full = float(heatmap_warmup_loss(zeros, kp, w, (192, 256)))
+    assert full == pytest.approx(float((target ** 2).mean()), rel=1e-6)
+    only_first = float(heatmap_warmup_loss(zeros, kp, torch.tensor([[1.0, 0.0]]), (192, 256)))
+    assert only_first == pytest.approx(float((target[0, 0] ** 2).mean()), rel=1e-6)

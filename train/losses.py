@@ -14,6 +14,7 @@ Stage 2 per batch:  loss_logit only (weight gamma = 1, no decay); the student he
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -218,3 +219,25 @@ __all__ = [
     "SIMCC_BETA", "LABEL_BETA", "FEATURE_ALPHA_CODE", "FEATURE_ALPHA_PAPER",
     "STAGE1_LOGIT_WEIGHT", "STAGE2_LOGIT_WEIGHT",
 ]
+
+
+def heatmap_warmup_loss(keypoint_maps: torch.Tensor, keypoints: torch.Tensor, target_weight: torch.Tensor,
+                        input_size: tuple[int, int], sigma_cells: float = 1.0) -> torch.Tensor:
+    """MSE between the head's per-keypoint map (`final_layer` output, (B,K,h,w) at stride 32) and a Gaussian
+    heatmap of each keypoint (peak 1, `sigma_cells` cells wide), weighted like the SimCC loss.
+
+    Not part of DWPose: an optional warm-up for training from scratch. SimCC's 1-D KL gives the
+    backbone no spatially local signal until the head already localises, and a randomly initialised
+    CSPNeXt sits on a flat-logit plateau for thousands of iterations (the released models start from
+    an ImageNet-pretrained backbone). A dense heatmap target on the map the head reads is local.
+    """
+    b, k, h, w = keypoint_maps.shape
+    sx, sy = input_size[0] / w, input_size[1] / h
+    gx = (torch.arange(w, dtype=keypoint_maps.dtype, device=keypoint_maps.device) + 0.5) * sx
+    gy = (torch.arange(h, dtype=keypoint_maps.dtype, device=keypoint_maps.device) + 0.5) * sy
+    kx, ky = keypoints[..., 0:1], keypoints[..., 1:2]  # (B,K,1)
+    dx = ((gx[None, None] - kx) / (sigma_cells * sx)) ** 2  # (B,K,w)
+    dy = ((gy[None, None] - ky) / (sigma_cells * sy)) ** 2  # (B,K,h)
+    target = torch.exp(-0.5 * (dy[..., :, None] + dx[..., None, :]))
+    err = ((keypoint_maps - target) ** 2).mean(dim=(2, 3))
+    return (err * target_weight).sum() / target_weight.sum().clamp_min(1.0)

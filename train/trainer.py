@@ -22,7 +22,8 @@ from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
 from dwpose_edge.models.specs import NUM_KEYPOINTS, SIMCC_SPLIT_RATIO
 from dwpose_edge.train.data import WORKER_CONTEXT, AugConfig, WholeBodyDataset
-from dwpose_edge.train.losses import FEATURE_ALPHA_CODE, KLDiscretLoss, Stage1Loss, Stage2Loss
+from dwpose_edge.train.losses import (FEATURE_ALPHA_CODE, KLDiscretLoss, Stage1Loss, Stage2Loss,
+                                     heatmap_warmup_loss)
 from dwpose_edge.train.schedule import ExpMomentumEMA, learning_rate, param_groups
 from dwpose_edge.train.sync_bn import convert_sync_bn
 
@@ -39,6 +40,8 @@ class TrainConfig:
     teacher_weights: str | None = None    # stage1: its checkpoint
     student_weights: str | None = None    # stage2: the stage-1 checkpoint (its backbone is frozen)
     init_weights: str | None = None       # stage1/plain: start the student from this checkpoint (curriculum)
+    heatmap_warmup: float = 0.0           # not DWPose: weight of losses.heatmap_warmup_loss at iteration 0 ...
+    heatmap_warmup_iters: int = 0         # ... decayed linearly to 0 over this many iterations (from scratch)
     ann: str = ""
     images: str = ""
     val_ann: str | None = None
@@ -109,7 +112,8 @@ class TrainStep(nn.Module):
             self.loss = KLDiscretLoss()
 
     def forward(self, img: torch.Tensor, target_x: torch.Tensor, target_y: torch.Tensor,
-                target_weight: torch.Tensor, epoch: int, max_epochs: int) -> dict[str, torch.Tensor]:
+                target_weight: torch.Tensor, epoch: int, max_epochs: int, keypoints: torch.Tensor | None = None,
+                heatmap_weight: float = 0.0) -> dict[str, torch.Tensor]:
         if self.stage == "stage2":
             with torch.no_grad():
                 feat = self.student.backbone(img)
@@ -117,14 +121,19 @@ class TrainStep(nn.Module):
             return self.loss(student_logits=self.student.head(feat), teacher_logits=teacher_logits)
         feat = self.student.backbone(img)
         logits = self.student.head(feat)
+        warmup = {}
+        if heatmap_weight > 0 and keypoints is not None:
+            maps = self.student.head.final_layer(feat)
+            warmup = {"loss_heatmap_warmup": heatmap_weight * heatmap_warmup_loss(
+                maps, keypoints, target_weight, (img.shape[-1], img.shape[-2]))}
         if self.stage == "plain":
-            return {"loss_kpt": self.loss(logits, (target_x, target_y), target_weight)}
+            return {"loss_kpt": self.loss(logits, (target_x, target_y), target_weight), **warmup}
         with torch.no_grad():
             t_feat = self.teacher.backbone(img)
             t_logits = self.teacher.head(t_feat)
-        return self.loss(student_logits=logits, teacher_logits=t_logits, target=(target_x, target_y),
-                         target_weight=target_weight, epoch=epoch, max_epochs=max_epochs,
-                         student_feat=feat, teacher_feat=t_feat)
+        return {**self.loss(student_logits=logits, teacher_logits=t_logits, target=(target_x, target_y),
+                            target_weight=target_weight, epoch=epoch, max_epochs=max_epochs,
+                            student_feat=feat, teacher_feat=t_feat), **warmup}
 
 
 def _build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
@@ -240,8 +249,10 @@ def train(cfg: TrainConfig) -> Path:
             for g in optimizer.param_groups:
                 g["lr"] = lr
             args = [batch[k].to(device, non_blocking=True) for k in ("img", "target_x", "target_y", "target_weight")]
+            hm = cfg.heatmap_warmup * max(0.0, 1.0 - it / cfg.heatmap_warmup_iters) if cfg.heatmap_warmup_iters else 0.0
+            extra = (batch["keypoints"].to(device, non_blocking=True), hm) if hm > 0 else ()
             with torch.autocast(device.type, enabled=cfg.amp and device.type == "cuda"):
-                losses = ddp(*args, epoch, epochs)
+                losses = ddp(*args, epoch, epochs, *extra)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, iter {it}: {losses}")
