@@ -23,7 +23,7 @@ def inputs():
     return (a, BOXES), (b, BOXES[:2] * 0.8)
 
 
-def same_result(r, ref) -> None:
+def assert_same_result(r, ref) -> None:
     np.testing.assert_array_equal(r.keypoints, ref.keypoints)
     np.testing.assert_array_equal(r.scores, ref.scores)
 
@@ -37,8 +37,8 @@ def test_repeated_calls_are_bit_identical(runtime, flip_test, inputs):
     crops = crop_boxes(img_a, boxes_a, est.input_size)[0]
     logits = est.infer_crops(crops)
     for _ in range(3):  # interleaved: nothing of one call leaks into the next
-        same_result(est(img_a, boxes_a), first_a)
-        same_result(est(img_b, boxes_b), first_b)
+        assert_same_result(est(img_a, boxes_a), first_a)
+        assert_same_result(est(img_b, boxes_b), first_b)
         again = est.infer_crops(crops)
         np.testing.assert_array_equal(again[0], logits[0])
         np.testing.assert_array_equal(again[1], logits[1])
@@ -48,7 +48,7 @@ def test_repeated_calls_are_bit_identical(runtime, flip_test, inputs):
 @pytest.mark.parametrize("runtime", runtime_params())
 def test_a_new_instance_gives_the_same_bits(runtime, inputs):
     img, boxes = inputs[0]
-    same_result(estimator(runtime)(img, boxes), estimator(runtime)(img, boxes))
+    assert_same_result(estimator(runtime)(img, boxes), estimator(runtime)(img, boxes))
 
 
 @pytest.mark.parametrize("runtime", runtime_params())
@@ -63,7 +63,7 @@ def test_batch_size_and_threads(runtime, inputs):
         if runtime != "torch":
             np.testing.assert_array_equal(logits[0], ref_logits[0], err_msg=str(kw))
             np.testing.assert_array_equal(logits[1], ref_logits[1], err_msg=str(kw))
-            same_result(result, ref)
+            assert_same_result(result, ref)
             continue
         for got, want in zip(logits, ref_logits):
             assert np.abs(got - want).max() <= TORCH_LOGIT_RTOL * np.abs(want).max(), kw
