@@ -113,10 +113,9 @@ def export_folder(model: str, weights: Any, runtime: str, precision: str, calib:
     its calibration data too)."""
     from dwpose_edge.estimator import export_cache_folder
 
-    if precision == "int8" and calib is not None:
-        folder, _ = export_cache_folder(model, weights, runtime, precision, calib.ann_file, calib.image_dir)
-    else:
-        folder, _ = export_cache_folder(model, weights, runtime, precision)
+    use = precision == "int8" and calib is not None
+    folder, _ = export_cache_folder(model, weights, runtime, precision, calib.ann_file if use else None,
+                                    calib.image_dir if use else None)
     return folder
 
 

@@ -24,7 +24,7 @@ def cmd_make_data(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         path = make_dataset(args.out, args.images, seed=args.seed, image_size=args.size, workers=args.workers,
-                            progress=not args.quiet)
+                            progress=not args.quiet, difficulty=args.difficulty)
     except ValueError as exc:
         raise DwposeEdgeError(str(exc)) from exc
     dt = time.perf_counter() - t0
@@ -40,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0, help="data set seed (same seed -> identical files)")
     p.add_argument("--size", type=_size, default=(320, 640), help="image side in pixels: N, or LO,HI range")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--difficulty", choices=("standard", "easy"), default="standard",
+                   help="easy: one unoccluded person per image, no clutter (a from-scratch curriculum)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_make_data)
     return p

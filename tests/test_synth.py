@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -182,3 +183,27 @@ def test_cli_make_data(tmp_path, capsys):
     data = json.loads((tmp_path / "annotations.json").read_text())
     assert len(data["images"]) == 2
     assert "2 images" in capsys.readouterr().out
+
+
+def test_easy_difficulty_is_one_unoccluded_person(tmp_path):
+    path = make_dataset(tmp_path / "easy", 6, seed=3, image_size=(160, 256), workers=1, difficulty="easy")
+    data = json.loads(path.read_text())
+    assert data["info"]["difficulty"] == "easy"
+    assert len(data["annotations"]) == len(data["images"]) == 6  # one person per image
+    standard = json.loads(make_dataset(tmp_path / "std", 6, seed=3, image_size=(160, 256), workers=1).read_text())
+    assert "difficulty" not in standard["info"] and len(standard["annotations"]) > 6
+    with pytest.raises(ValueError, match="unknown difficulty 'hard'"):
+        make_dataset(tmp_path / "bad", 1, difficulty="hard")
+
+
+def test_standard_images_still_match_the_embedded_validation_set():
+    """The generator's default stream is frozen: the embedded set is images 0.. of seed 2."""
+    from dwpose_edge.embedded import embedded_val_set
+    from dwpose_edge.synth.coco import render_one
+
+    ann, images = embedded_val_set()
+    first = json.loads(ann.read_text())["images"][:3]
+    for im in first:
+        img, _, quality = render_one(2, im["id"] - 1)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok and buf.tobytes() == (images / im["file_name"]).read_bytes(), im["file_name"]

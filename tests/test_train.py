@@ -213,3 +213,49 @@ def test_heatmap_warmup_and_init_weights(data, tmp_path):
         assert torch.allclose(start[k], again[k], atol=1e-6), k
     with pytest.raises(ValueError, match="init_weights is for stage1/plain"):
         train(cfg_for(root, ann, tmp_path / "c", stage="stage2", student_weights=str(first), init_weights=str(first)))
+
+
+def test_heatmap_decoder_warmup_is_trained_saved_and_resumed(data, tmp_path):
+    root, ann = data
+    out = tmp_path / "dec"
+    cfg = cfg_for(root, ann, out, stage="plain", epochs=3, heatmap_warmup=50.0, heatmap_warmup_iters=1000,
+                  heatmap_decoder=True)
+    final = train(cfg)
+    log = losses(out)
+    assert log[-1]["loss_heatmap_warmup"] < log[0]["loss_heatmap_warmup"]  # the decoder learns its heatmaps
+    ckpt = torch.load(out / "latest.pth", weights_only=True)
+    decoder = ckpt["train_state"]["decoder"]
+    assert decoder and all(k.startswith("layers.") for k in decoder)
+    exported = torch.load(final, weights_only=True)["state_dict"]
+    assert not any("decoder" in k or k.startswith("layers.") for k in exported)  # never part of the model file
+    load_checkpoint(build_model("dwpose-t"), final)  # strict: still an mmpose-layout dwpose-t
+    resumed = train(TrainConfig(**{**cfg.__dict__, "epochs": 4, "resume": str(out / "latest.pth")}))
+    again = torch.load(out / "latest.pth", weights_only=True)["train_state"]["decoder"]
+    assert any(not torch.equal(decoder[k], again[k]) for k in decoder)  # resumed and kept training it
+    assert resumed.is_file() and len(losses(out)) == 4
+
+
+def test_augmentation_presets():
+    from dwpose_edge.train.data import AugConfig
+
+    assert AugConfig.preset("rtmpose") == AugConfig()
+    light, none = AugConfig.preset("light"), AugConfig.preset("none")
+    assert light.dropout_prob == 0 and light.half_body_prob == 0 and light.flip_prob == 0.5
+    assert none.flip_prob == 0 and none.rotate_prob == 0 and not none.hsv
+    with pytest.raises(ValueError, match="unknown augmentation preset 'heavy'"):
+        AugConfig.preset("heavy")
+
+
+def test_cls_init_scale_and_sigma_scale(data, tmp_path):
+    root, ann = data
+    runs = {}
+    for name, kw in {"base": {}, "small": {"cls_init_scale": 0.05}, "wide": {"cls_init_scale": 0.05, "sigma_scale": 4.0}}.items():
+        final = train(cfg_for(root, ann, tmp_path / name, stage="plain", epochs=1, lr=1e-12, shuffle=False, **kw))
+        runs[name] = (torch.load(final, weights_only=True)["state_dict"], losses(tmp_path / name)[0]["loss_kpt"])
+    base, small, wide = runs["base"], runs["small"], runs["wide"]
+    for k in ("head.cls_x.weight", "head.cls_y.weight"):  # same seed, lr ~0: exactly the scaled init
+        assert torch.allclose(small[0][k], 0.05 * base[0][k], atol=1e-7)
+    assert torch.equal(small[0]["backbone.stem.0.conv.weight"], base[0]["backbone.stem.0.conv.weight"])
+    assert small[1] < 0.5 * base[1]  # near-uniform logits start far below the random-init KL
+    # same near-uniform logits: a wider (higher-entropy) target is closer to them in KL
+    assert wide[1] < 0.98 * small[1]

@@ -71,6 +71,21 @@ class AugConfig:
         return cls(flip_prob=0.0, half_body_prob=0.0, shift_prob=0.0, scale_prob=0.0, rotate_prob=0.0,
                    hsv=False, blur_prob=0.0, median_blur_prob=0.0, dropout_prob=0.0)
 
+    @classmethod
+    def light(cls) -> AugConfig:
+        """Not RTMPose: flips, +-25% scale, small shifts/rotations and colour only, no cut-outs or half bodies:
+        a from-scratch network on generated people learns far faster without the heavy pipeline."""
+        return cls(half_body_prob=0.0, shift_factor=0.1, scale_factor=(0.75, 1.25), rotate_factor=30.0,
+                   rotate_prob=0.3, blur_prob=0.05, median_blur_prob=0.0, dropout_prob=0.0)
+
+    @classmethod
+    def preset(cls, name: str) -> AugConfig:
+        """'rtmpose' (the configs' stage-1 pipeline), 'light' or 'none'."""
+        presets = {"rtmpose": cls, "light": cls.light, "none": cls.none}
+        if name not in presets:
+            raise ValueError(f"unknown augmentation preset {name!r}; choose one of {sorted(presets)}")
+        return presets[name]()
+
     def replace(self, **changes: Any) -> AugConfig:
         return replace(self, **changes)
 

@@ -241,3 +241,27 @@ def heatmap_warmup_loss(keypoint_maps: torch.Tensor, keypoints: torch.Tensor, ta
     target = torch.exp(-0.5 * (dy[..., :, None] + dx[..., None, :]))
     err = ((keypoint_maps - target) ** 2).mean(dim=(2, 3))
     return (err * target_weight).sum() / target_weight.sum().clamp_min(1.0)
+
+
+class HeatmapDecoder(nn.Module):
+    """Stride-32 backbone features -> stride-8 keypoint heatmaps (two bilinear x2 upsamplings + 3x3 convs).
+
+    Not part of DWPose and never exported: with `TrainConfig.heatmap_decoder` the heatmap warm-up is
+    computed on this dense map instead of the head's 8x6 `final_layer` grid, whose 32-pixel cells are as
+    coarse as the mean-pose error, so the backbone gets a local signal (SimpleBaseline-style supervision).
+    """
+
+    def __init__(self, in_channels: int, num_keypoints: int, width: int = 128) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int, k: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.layers = nn.Sequential(
+            *block(in_channels, width, 1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), *block(width, width, 3),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), *block(width, width, 3),
+            nn.Conv2d(width, num_keypoints, 1))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.layers(feats)

@@ -22,7 +22,7 @@ from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
 from dwpose_edge.models.specs import NUM_KEYPOINTS, SIMCC_SPLIT_RATIO
 from dwpose_edge.train.data import WORKER_CONTEXT, AugConfig, WholeBodyDataset
-from dwpose_edge.train.losses import (FEATURE_ALPHA_CODE, KLDiscretLoss, Stage1Loss, Stage2Loss,
+from dwpose_edge.train.losses import (FEATURE_ALPHA_CODE, HeatmapDecoder, KLDiscretLoss, Stage1Loss, Stage2Loss,
                                      heatmap_warmup_loss)
 from dwpose_edge.train.schedule import ExpMomentumEMA, learning_rate, param_groups
 from dwpose_edge.train.sync_bn import convert_sync_bn
@@ -42,6 +42,10 @@ class TrainConfig:
     init_weights: str | None = None       # stage1/plain: start the student from this checkpoint (curriculum)
     heatmap_warmup: float = 0.0           # not DWPose: weight of losses.heatmap_warmup_loss at iteration 0 ...
     heatmap_warmup_iters: int = 0         # ... decayed linearly to 0 over this many iterations (from scratch)
+    cls_init_scale: float = 1.0           # not DWPose: scale the fresh cls_x/cls_y weights (0.05: start near
+                                          # uniform logits instead of a KL of ~12 that crushes the features)
+    sigma_scale: float = 1.0              # not DWPose: wider SimCC targets (x sigma) for a from-scratch start
+    heatmap_decoder: bool = False         # warm-up on a temporary stride-8 decoder instead of the 8x6 final_layer
     ann: str = ""
     images: str = ""
     val_ann: str | None = None
@@ -56,6 +60,7 @@ class TrainConfig:
     logit_weight: float | None = None     # None: 0.1 in stage 1, 1.0 (gamma) in stage 2
     ema: bool = True
     augment: bool = True                  # False: plain crops (debugging, overfitting tests)
+    aug: str = "rtmpose"                  # augmentation preset when augment: rtmpose | light | none
     shuffle: bool = True
     aug_switch_epoch: int | None = None   # None: epochs - epochs/9 (240 of 270, RTMPose's stage-2 pipeline)
     teacher_train_mode: bool = False      # mmpose quirk: its distiller runs the teacher's BN in train mode
@@ -110,6 +115,8 @@ class TrainStep(nn.Module):
             self.loss = Stage2Loss(gamma=1.0 if cfg.logit_weight is None else cfg.logit_weight)
         else:
             self.loss = KLDiscretLoss()
+        self.decoder = (HeatmapDecoder(student.backbone.out_channels, NUM_KEYPOINTS)
+                        if cfg.heatmap_decoder and cfg.heatmap_warmup > 0 and cfg.stage != "stage2" else None)
 
     def forward(self, img: torch.Tensor, target_x: torch.Tensor, target_y: torch.Tensor,
                 target_weight: torch.Tensor, epoch: int, max_epochs: int, keypoints: torch.Tensor | None = None,
@@ -123,7 +130,7 @@ class TrainStep(nn.Module):
         logits = self.student.head(feat)
         warmup = {}
         if heatmap_weight > 0 and keypoints is not None:
-            maps = self.student.head.final_layer(feat)
+            maps = self.decoder(feat) if self.decoder is not None else self.student.head.final_layer(feat)
             warmup = {"loss_heatmap_warmup": heatmap_weight * heatmap_warmup_loss(
                 maps, keypoints, target_weight, (img.shape[-1], img.shape[-2]))}
         if self.stage == "plain":
@@ -138,6 +145,10 @@ class TrainStep(nn.Module):
 
 def _build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
     student = build_model(cfg.student)
+    if cfg.cls_init_scale != 1.0:
+        with torch.no_grad():
+            student.head.cls_x.weight.mul_(cfg.cls_init_scale)
+            student.head.cls_y.weight.mul_(cfg.cls_init_scale)
     if cfg.init_weights:
         if cfg.stage == "stage2":
             raise ValueError("stage2 starts from student_weights; init_weights is for stage1/plain")
@@ -200,19 +211,22 @@ def train(cfg: TrainConfig) -> Path:
         step = (nn.SyncBatchNorm.convert_sync_batchnorm(step) if device.type == "cuda" else convert_sync_bn(step))
     step.to(device)
     spec = student.spec
-    dataset = WholeBodyDataset(cfg.ann, cfg.images, spec.input_size, spec.sigma, train=True, seed=cfg.seed,
-                               aug=None if cfg.augment else AugConfig.none())
+    sigma = tuple(v * cfg.sigma_scale for v in spec.sigma)
+    dataset = WholeBodyDataset(cfg.ann, cfg.images, spec.input_size, sigma, train=True, seed=cfg.seed,
+                               aug=AugConfig.preset(cfg.aug if cfg.augment else "none"))
     sampler = DistributedSampler(dataset, world, rank, shuffle=cfg.shuffle, seed=cfg.seed) if world > 1 else None
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=cfg.shuffle and sampler is None, sampler=sampler,
                         num_workers=cfg.num_workers, drop_last=len(dataset) >= cfg.batch_size * world,
                         generator=generator, persistent_workers=False, pin_memory=device.type == "cuda",
                         multiprocessing_context=WORKER_CONTEXT if cfg.num_workers > 0 else None)
-    trainable = [m for m in (step.student, step.loss) if any(p.requires_grad for p in m.parameters())]
+    trainable = [m for m in (step.student, step.loss, step.decoder)
+                 if m is not None and any(p.requires_grad for p in m.parameters())]
     optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     ema = ExpMomentumEMA(step.student) if cfg.ema else None
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-    ddp = nn.parallel.DistributedDataParallel(step, device_ids=[local_rank] if device.type == "cuda" else None) \
+    ddp = nn.parallel.DistributedDataParallel(step, device_ids=[local_rank] if device.type == "cuda" else None,
+                                          find_unused_parameters=step.decoder is not None) \
         if world > 1 else step
 
     start_epoch, it = 0, 0
@@ -221,6 +235,8 @@ def train(cfg: TrainConfig) -> Path:
         ts = ckpt["train_state"]
         step.student.load_state_dict(ts["student"])
         step.loss.load_state_dict(ts["loss"])
+        if step.decoder is not None and ts.get("decoder"):
+            step.decoder.load_state_dict(ts["decoder"])
         optimizer.load_state_dict(ts["optimizer"])
         if ema is not None and ts.get("ema"):
             ema.load_state_dict(ts["ema"])
@@ -235,7 +251,7 @@ def train(cfg: TrainConfig) -> Path:
         generator.manual_seed(cfg.seed + epoch)  # the shuffle of an epoch does not depend on where a run resumed
         if sampler is not None:
             sampler.set_epoch(epoch)
-        if epoch >= switch and cfg.stage != "stage2" and cfg.augment:
+        if epoch >= switch and cfg.stage != "stage2" and cfg.augment and cfg.aug == "rtmpose":
             dataset.aug = AugConfig.rtmpose_stage2()
         _set_modes(step, cfg)
         sums: dict[str, float] = {}
@@ -311,7 +327,8 @@ def _meta(cfg: TrainConfig, epoch: int, it: int) -> dict[str, Any]:
 def _save(path: Path, cfg: TrainConfig, step: TrainStep, optimizer, ema, epoch: int, it: int) -> None:
     state = {"meta": _meta(cfg, epoch, it), "state_dict": _export_state(step, ema),
              "train_state": {"student": step.student.state_dict(), "loss": step.loss.state_dict(),
-                             "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema else None}}
+                             "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema else None,
+                             "decoder": step.decoder.state_dict() if step.decoder is not None else None}}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)

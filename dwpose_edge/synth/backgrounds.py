@@ -100,13 +100,13 @@ def _clutter(rng: np.random.Generator, img: np.ndarray) -> None:
                      int(rng.integers(1, 8)), cv2.LINE_AA)
 
 
-def sample_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+def sample_background(rng: np.random.Generator, w: int, h: int, clutter: bool = True) -> np.ndarray:
     """(h, w, 3) float32 RGB in [0, 1]: a photo crop (60%) or a procedural texture, maybe cluttered."""
     if photos() and rng.random() < 0.6:
         img = _photo(rng, w, h)[..., ::-1].copy()
     else:
         img = _procedural(rng, w, h).astype(np.float32)
-    if rng.random() < 0.25:
+    if clutter and rng.random() < 0.25:
         _clutter(rng, img)
     gain = rng.uniform(0.6, 1.3) * (1 + rng.normal(0, 0.08, 3))
     return np.clip(img * gain.astype(np.float32), 0, 1)

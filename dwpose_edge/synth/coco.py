@@ -26,19 +26,29 @@ def image_seed(seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)])
 
 
-def render_one(seed: int, index: int, size: tuple[int, int] = (320, 640)) -> tuple[np.ndarray, list[dict], int]:
-    """(BGR image, annotations, JPEG quality) of image `index` of data set `seed`."""
+DIFFICULTIES = ("standard", "easy")
+
+
+def render_one(seed: int, index: int, size: tuple[int, int] = (320, 640),
+               difficulty: str = "standard") -> tuple[np.ndarray, list[dict], int]:
+    """(BGR image, annotations, JPEG quality) of image `index` of data set `seed`.
+
+    'easy' (a curriculum for training from scratch): one person, no occluders, no limb-like clutter.
+    """
     rng = np.random.default_rng(image_seed(seed, index))
     lo, hi = size
     w = int(rng.integers(lo // 8, hi // 8 + 1)) * 8
     h = int(np.clip(w * np.exp(rng.uniform(-0.45, 0.45)), lo, hi)) // 8 * 8
-    img, anns, _, _ = render_scene(rng, w, h)
+    if difficulty == "easy":
+        img, anns, _, _ = render_scene(rng, w, h, n_people=1, occluders=False, clutter=False)
+    else:
+        img, anns, _, _ = render_scene(rng, w, h)
     return img, anns, int(rng.integers(55, 96))
 
 
-def _job(args: tuple[int, int, tuple[int, int], str]) -> tuple[int, int, int, list[dict]]:
-    seed, index, size, folder = args
-    img, anns, quality = render_one(seed, index, size)
+def _job(args: tuple[int, int, tuple[int, int], str, str]) -> tuple[int, int, int, list[dict]]:
+    seed, index, size, folder, difficulty = args
+    img, anns, quality = render_one(seed, index, size, difficulty)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for image {index}")
@@ -52,12 +62,15 @@ def _init_worker() -> None:
 
 def make_dataset(out_dir: str | os.PathLike, n_images: int, seed: int = 0,
                  image_size: int | tuple[int, int] = (320, 640), workers: int | None = None,
-                 progress: bool = False) -> Path:
+                 progress: bool = False, difficulty: str = "standard") -> Path:
     """Generate `n_images` images into `out_dir/images/` and return the path of `out_dir/annotations.json`.
 
     Each side of an image is drawn from `image_size` (lo, hi) pixels (an int gives a fixed square);
-    the same (n_images, seed, image_size) always gives byte-identical files, whatever `workers` is.
+    the same (n_images, seed, image_size, difficulty) always gives byte-identical files, whatever `workers` is.
+    `difficulty='easy'` renders one unoccluded person per image on an uncluttered background.
     """
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {DIFFICULTIES}")
     size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(v) for v in image_size)
     if n_images < 1 or size[0] < 64 or size[1] < size[0]:
         raise ValueError(f"need n_images >= 1 and 64 <= lo <= hi image size, got {n_images}, {size}")
@@ -65,7 +78,7 @@ def make_dataset(out_dir: str | os.PathLike, n_images: int, seed: int = 0,
     folder = out / "images"
     folder.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, n_images))
-    jobs = [(int(seed), i, size, str(folder)) for i in range(n_images)]
+    jobs = [(int(seed), i, size, str(folder), difficulty) for i in range(n_images)]
     t0 = time.perf_counter()
     if workers == 1:
         _init_worker()
@@ -88,7 +101,8 @@ def make_dataset(out_dir: str | os.PathLike, n_images: int, seed: int = 0,
             pool.close()
             pool.join()
     data = {"info": {"description": "dwpose-edge procedural COCO-WholeBody data", "seed": int(seed),
-                     "image_size": list(size), "version": 1},
+                     "image_size": list(size), "version": 1,
+                     **({} if difficulty == "standard" else {"difficulty": difficulty})},
             "images": images, "annotations": annotations, "categories": CATEGORIES}
     path = out / "annotations.json"
     path.write_text(json.dumps(data, separators=(",", ":")))

@@ -227,11 +227,12 @@ def render_scene(rng: np.random.Generator, width: int, height: int, n_people: in
                  skeletons: list[Skeleton] | None = None,
                  people: list[Placed] | None = None,
                  occluders: bool = True,
-                 focal: float | None = None) -> tuple[np.ndarray, list[dict], Canvas, list[Placed]]:
+                 focal: float | None = None,
+                 clutter: bool = True) -> tuple[np.ndarray, list[dict], Canvas, list[Placed]]:
     """Render one image: (BGR uint8 image, annotations, canvas, placed people).
 
     `people` overrides the random placement (tests build scenes by hand); `occluders` adds random objects;
-    `focal` (pixels) overrides the random field of view.
+    `focal` (pixels) overrides the random field of view; `clutter` allows limb-like shapes in the background.
     """
     f = focal or width / (2 * np.tan(np.deg2rad(rng.uniform(40, 75)) / 2))
     cv = Canvas(width, height, f, (width - 1) / 2, (height - 1) / 2, _light(rng))
@@ -242,7 +243,7 @@ def render_scene(rng: np.random.Generator, width: int, height: int, n_people: in
         draw_person(cv, p.skeleton, p.look, p.R, p.t, i)
     if occluders:
         _occluders(rng, cv, people)
-    bg = sample_background(rng, width, height)
+    bg = sample_background(rng, width, height, clutter)
     fg = (cv.owner != -1)[..., None]
     img = np.where(fg, cv.rgb, bg).astype(np.float32)
     anns = annotate(cv, people)
