@@ -89,3 +89,14 @@ def test_noncontiguous_and_readonly_image(grace_hopper):
     for img in (view, strided[:, ::2]):
         out, _, _ = crop_boxes(img, box, SIZE)
         np.testing.assert_array_equal(out, ref)
+
+
+def test_normalize_is_the_broadcast_formula_bit_for_bit():
+    from dwpose_edge.preprocess import MEAN_RGB, STD_RGB, normalize
+
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 256, (3, 20, 14, 3), dtype=np.uint8)
+    for x in (crops, crops[:, ::2, 1:]):  # contiguous and strided views
+        ref = ((x[..., ::-1].astype(np.float32) - MEAN_RGB) / STD_RGB).transpose(0, 3, 1, 2)
+        out = normalize(x)
+        assert out.dtype == np.float32 and out.flags.c_contiguous and np.array_equal(out, ref)
