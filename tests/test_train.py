@@ -259,3 +259,20 @@ def test_cls_init_scale_and_sigma_scale(data, tmp_path):
     assert small[1] < 0.5 * base[1]  # near-uniform logits start far below the random-init KL
     # same near-uniform logits: a wider (higher-entropy) target is closer to them in KL
     assert wide[1] < 0.98 * small[1]
+
+
+def test_cpu_bfloat16_autocast_and_channels_last(data, tmp_path):
+    root, ann = data
+    final = train(cfg_for(root, ann, tmp_path / "bf16", stage="plain", epochs=30, amp=True, channels_last=True,
+                          cls_init_scale=0.05))
+    log = losses(tmp_path / "bf16")  # bfloat16 still fits the few tiny images
+    assert all(math.isfinite(r["loss_kpt"]) for r in log) and log[-1]["loss_kpt"] < 0.5 * log[0]["loss_kpt"]
+    train(cfg_for(root, ann, tmp_path / "fp32", stage="plain", epochs=1, cls_init_scale=0.05))
+    assert log[0]["loss_kpt"] == pytest.approx(losses(tmp_path / "fp32")[0]["loss_kpt"], rel=0.02)  # same start
+    state = torch.load(final, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float32 and v.is_contiguous() for v in state.values() if v.is_floating_point())
+    # channels_last changes the memory layout only: the first step's loss equals the NCHW one
+    a = train(cfg_for(root, ann, tmp_path / "nchw", stage="plain", epochs=1, channels_last=False, shuffle=False))
+    b = train(cfg_for(root, ann, tmp_path / "nhwc", stage="plain", epochs=1, channels_last=True, shuffle=False))
+    assert a.is_file() and b.is_file()
+    assert losses(tmp_path / "nchw")[0]["loss_kpt"] == pytest.approx(losses(tmp_path / "nhwc")[0]["loss_kpt"], rel=1e-4)

@@ -67,7 +67,9 @@ class TrainConfig:
     frozen_bn_train_mode: bool = False    # mmpose quirk (stage 2): frozen backbone BN keeps batch stats
     num_workers: int = 2
     device: str = "cpu"
-    amp: bool = False                     # CUDA only
+    amp: bool = False                     # CUDA: float16 + GradScaler; CPU: bfloat16 autocast (fast with AVX512-BF16/AMX)
+    channels_last: bool = False           # NHWC activations: same maths, ~1.2x faster CPU convolutions (other
+                                          # summation order, so not bit-identical to NCHW)
     seed: int = 0
     val_interval: int = 10
     max_iters_per_epoch: int | None = None
@@ -124,23 +126,28 @@ class TrainStep(nn.Module):
         if self.stage == "stage2":
             with torch.no_grad():
                 feat = self.student.backbone(img)
-                teacher_logits = self.teacher(feat)  # the stage-1 head
-            return self.loss(student_logits=self.student.head(feat), teacher_logits=teacher_logits)
+                teacher_logits = _float(self.teacher(feat))  # the stage-1 head
+            return self.loss(student_logits=_float(self.student.head(feat)), teacher_logits=teacher_logits)
         feat = self.student.backbone(img)
-        logits = self.student.head(feat)
+        logits = _float(self.student.head(feat))
         warmup = {}
         if heatmap_weight > 0 and keypoints is not None:
-            maps = self.decoder(feat) if self.decoder is not None else self.student.head.final_layer(feat)
+            maps = (self.decoder(feat) if self.decoder is not None else self.student.head.final_layer(feat)).float()
             warmup = {"loss_heatmap_warmup": heatmap_weight * heatmap_warmup_loss(
                 maps, keypoints, target_weight, (img.shape[-1], img.shape[-2]))}
         if self.stage == "plain":
             return {"loss_kpt": self.loss(logits, (target_x, target_y), target_weight), **warmup}
         with torch.no_grad():
             t_feat = self.teacher.backbone(img)
-            t_logits = self.teacher.head(t_feat)
+            t_logits = _float(self.teacher.head(t_feat))
         return {**self.loss(student_logits=logits, teacher_logits=t_logits, target=(target_x, target_y),
                             target_weight=target_weight, epoch=epoch, max_epochs=max_epochs,
-                            student_feat=feat, teacher_feat=t_feat), **warmup}
+                            student_feat=feat.float(), teacher_feat=t_feat.float()), **warmup}
+
+
+def _float(logits: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Losses in float32 also under autocast (bfloat16 logits lose the SimCC peak shape)."""
+    return tuple(t.float() for t in logits)  # type: ignore[return-value]
 
 
 def _build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
@@ -210,6 +217,8 @@ def train(cfg: TrainConfig) -> Path:
     if world > 1:
         step = (nn.SyncBatchNorm.convert_sync_batchnorm(step) if device.type == "cuda" else convert_sync_bn(step))
     step.to(device)
+    if cfg.channels_last:
+        step.to(memory_format=torch.channels_last)
     spec = student.spec
     sigma = tuple(v * cfg.sigma_scale for v in spec.sigma)
     dataset = WholeBodyDataset(cfg.ann, cfg.images, spec.input_size, sigma, train=True, seed=cfg.seed,
@@ -225,6 +234,7 @@ def train(cfg: TrainConfig) -> Path:
     optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     ema = ExpMomentumEMA(step.student) if cfg.ema else None
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     ddp = nn.parallel.DistributedDataParallel(step, device_ids=[local_rank] if device.type == "cuda" else None,
                                           find_unused_parameters=step.decoder is not None) \
         if world > 1 else step
@@ -267,7 +277,9 @@ def train(cfg: TrainConfig) -> Path:
             args = [batch[k].to(device, non_blocking=True) for k in ("img", "target_x", "target_y", "target_weight")]
             hm = cfg.heatmap_warmup * max(0.0, 1.0 - it / cfg.heatmap_warmup_iters) if cfg.heatmap_warmup_iters else 0.0
             extra = (batch["keypoints"].to(device, non_blocking=True), hm) if hm > 0 else ()
-            with torch.autocast(device.type, enabled=cfg.amp and device.type == "cuda"):
+            if cfg.channels_last:
+                args[0] = args[0].contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
                 losses = ddp(*args, epoch, epochs, *extra)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
@@ -314,7 +326,7 @@ def _progress(loader, total: int, desc: str, enabled: bool):
 
 def _export_state(step: TrainStep, ema: ExpMomentumEMA | None) -> dict[str, torch.Tensor]:
     state = ema.state if ema is not None else step.student.state_dict()
-    return {k: v.detach().cpu().clone() for k, v in state.items() if k.startswith(("backbone.", "head."))}
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items() if k.startswith(("backbone.", "head."))}
 
 
 def _meta(cfg: TrainConfig, epoch: int, it: int) -> dict[str, Any]:
