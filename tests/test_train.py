@@ -276,3 +276,12 @@ def test_cpu_bfloat16_autocast_and_channels_last(data, tmp_path):
     b = train(cfg_for(root, ann, tmp_path / "nhwc", stage="plain", epochs=1, channels_last=True, shuffle=False))
     assert a.is_file() and b.is_file()
     assert losses(tmp_path / "nchw")[0]["loss_kpt"] == pytest.approx(losses(tmp_path / "nhwc")[0]["loss_kpt"], rel=1e-4)
+
+
+def test_clip_grad_logs_the_norm(data, tmp_path):
+    root, ann = data
+    train(cfg_for(root, ann, tmp_path / "clip", stage="plain", epochs=2, clip_grad=1e-4))
+    log = losses(tmp_path / "clip")
+    assert all(math.isfinite(r["grad_norm"]) and r["grad_norm"] > 1e-4 for r in log)  # pre-clip norm, above the cap
+    train(cfg_for(root, ann, tmp_path / "noclip", stage="plain", epochs=1))
+    assert "grad_norm" not in losses(tmp_path / "noclip")[0]
