@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export ORT_DISABLE_TELEMETRY := 1
 export OPENVINO_TELEMETRY := 0
 
-.PHONY: venv demo test test-all bench clean
+.PHONY: venv demo test test-all bench clean train-embedded
 
 venv: $(STAMP)
 
@@ -40,6 +40,34 @@ test: venv
 
 test-all: venv
 	$(BIN)/python -m pytest -q -m "" tests
+
+# The embedded model's training chain (docs/MODEL_CARD.md): generated data, DWPose-s teacher and
+# DWPose-t control, TPD stage 1 + 2, then the AP of all four on the held-out set. Hours on a CPU;
+# resumable: rerun `make -j2 train-embedded` and every run continues from its latest.pth.
+TRAIN = OMP_NUM_THREADS=1 $(BIN)/dwpose-edge train
+resume = $(if $(wildcard runs/$(1)/latest.pth),--resume runs/$(1)/latest.pth)
+EVAL = OMP_NUM_THREADS=1 $(BIN)/dwpose-edge eval --ann runs/synth_val/annotations.json --images runs/synth_val/images
+
+train-embedded: runs/eval_teacher_s.json runs/eval_control_t.json runs/eval_tpd_t_stage1.json runs/eval_tpd_t_stage2.json
+
+runs/synth_train/annotations.json: | venv
+	$(BIN)/dwpose-edge make-data --out runs/synth_train --images 4000 --seed 1
+runs/synth_val/annotations.json: | venv
+	$(BIN)/dwpose-edge make-data --out runs/synth_val --images 400 --seed 2
+runs/teacher_s/final.pth runs/control_t/final.pth runs/tpd_t_stage1/final.pth: \
+		runs/synth_train/annotations.json runs/synth_val/annotations.json
+runs/teacher_s/final.pth:
+	$(TRAIN) plain --config train/configs/synth_teacher_s.toml $(call resume,teacher_s)
+runs/control_t/final.pth:
+	$(TRAIN) plain --config train/configs/synth_control_t.toml $(call resume,control_t)
+runs/tpd_t_stage1/final.pth: runs/teacher_s/final.pth
+	$(TRAIN) stage1 --config train/configs/synth_tpd_t_stage1.toml $(call resume,tpd_t_stage1)
+runs/tpd_t_stage2/final.pth: runs/tpd_t_stage1/final.pth
+	$(TRAIN) stage2 --config train/configs/synth_tpd_t_stage2.toml $(call resume,tpd_t_stage2)
+runs/eval_teacher_s.json: runs/teacher_s/final.pth
+	$(EVAL) --model dwpose-s --weights $< --out $@
+runs/eval_%.json: runs/%/final.pth
+	$(EVAL) --model dwpose-t --weights $< --out $@
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
