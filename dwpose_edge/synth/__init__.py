@@ -2,7 +2,9 @@
 annotated in COCO-WholeBody format (133 keypoints with depth-tested visibility).
 
     from dwpose_edge.synth import make_dataset
-    json_path = make_dataset("out/synth", n_images=5000, seed=0)
+
+    if __name__ == "__main__":  # worker processes re-import the calling script (forkserver)
+        json_path = make_dataset("out/synth", n_images=5000, seed=0)
 """
 from __future__ import annotations
 

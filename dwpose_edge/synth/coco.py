@@ -68,6 +68,8 @@ def make_dataset(out_dir: str | os.PathLike, n_images: int, seed: int = 0,
     Each side of an image is drawn from `image_size` (lo, hi) pixels (an int gives a fixed square);
     the same (n_images, seed, image_size, difficulty) always gives byte-identical files, whatever `workers` is.
     `difficulty='easy'` renders one unoccluded person per image on an uncluttered background.
+    With workers > 1 the pool starts through a forkserver (safe next to running thread pools), so a
+    calling script needs the usual `if __name__ == "__main__":` guard.
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {DIFFICULTIES}")
@@ -85,7 +87,9 @@ def make_dataset(out_dir: str | os.PathLike, n_images: int, seed: int = 0,
         results = map(_job, jobs)
         pool = None
     else:
-        pool = get_context("fork" if os.name == "posix" else "spawn").Pool(workers, _init_worker)
+        # never "fork": callers (the benchmark's INT8 rows) already run onnxruntime/torch thread pools, and
+        # a child forked while one of their threads holds a lock waits on it forever (seen here)
+        pool = get_context("forkserver" if os.name == "posix" else "spawn").Pool(workers, _init_worker)
         results = pool.imap(_job, jobs, chunksize=4)
     images, annotations = [], []
     try:
