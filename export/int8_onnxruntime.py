@@ -56,7 +56,7 @@ class _Reader:
 
 def quantize_onnxruntime(fp32_onnx: str | os.PathLike, out_path: str | os.PathLike, crops: np.ndarray,
                          fp_nodes: Iterable[str] = (), activation_type: str = DEFAULT_ACTIVATION_TYPE,
-                         op_types: Iterable[str] = OP_TYPES, preprocess: bool = True) -> dict:
+                         op_types: Iterable[str] = OP_TYPES, preprocess: bool = True, batch: int = 8) -> dict:
     """Write a QDQ INT8 model to `out_path`; returns what was done (for the manifest)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -73,18 +73,28 @@ def quantize_onnxruntime(fp32_onnx: str | os.PathLike, out_path: str | os.PathLi
         tmp_out = Path(tmp) / "int8.onnx"
         try:
             quantize_static(
-                str(src), str(tmp_out), _Reader(input_name, crops), quant_format=QuantFormat.QDQ,
+                str(src), str(tmp_out), _Reader(input_name, crops, batch), quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(op_types), per_channel=True, reduce_range=False,
                 activation_type=getattr(QuantType, activation_type), weight_type=QuantType.QInt8,
                 nodes_to_exclude=fp_nodes, calibrate_method=CalibrationMethod.MinMax,
                 extra_options={"ActivationSymmetric": activation_type == "QInt8", "WeightSymmetric": True,
-                               "CalibMaxIntermediateOutputs": 32})
+                               "CalibMaxIntermediateOutputs": intermediate_chunk(-(-len(crops) // batch))})
         except Exception as exc:  # ORT raises many types from its graph passes
             raise ExportError(f"onnxruntime static quantisation failed: {type(exc).__name__}: {exc}") from exc
         os.replace(tmp_out, out_path)
     return {"method": "onnxruntime.quantization.quantize_static", "format": "QDQ", "per_channel": True,
             "activation_type": activation_type, "weight_type": "QInt8", "calibrate_method": "MinMax",
             "op_types": list(op_types), "preprocess": bool(preprocess), "n_calib": int(len(crops))}
+
+
+def intermediate_chunk(n_batches: int, most: int = 32) -> int:
+    """How many calibration batches ORT keeps before reducing them (bounds its memory). Not a divisor of
+    `n_batches`: onnxruntime 1.32's MinMax calibrater raises "No data is collected" when the last chunk
+    ends exactly on the last batch (e.g. the default 256 crops in batches of 8)."""
+    for m in range(min(most, max(n_batches, 1)), 1, -1):
+        if n_batches % m:
+            return m
+    return n_batches + 1  # 1 or 2 batches: one chunk holds everything
 
 
 def _preprocess(src: Path, dst: Path) -> Path:

@@ -306,3 +306,24 @@ def test_cli_export_passes_int8_arguments(monkeypatch, tmp_path):
     assert rc in (0, None)
     assert seen["precisions"] == ["int8"] and seen["calib"] == "ann.json" and seen["calib_images"] == "imgs"
     assert seen["allow_accuracy_loss"] is True
+
+
+def test_intermediate_chunk_never_divides_the_batch_count():
+    from dwpose_edge.export.int8_onnxruntime import intermediate_chunk
+
+    for n in range(1, 3000):
+        m = intermediate_chunk(n)
+        assert 2 <= m <= max(32, n + 1) and (n % m or m > n), n
+
+
+def test_onnxruntime_calibration_on_an_exact_multiple_of_the_chunk(tmp_path):
+    """32 batches = one whole chunk of the default 32: onnxruntime 1.32 raised "No data is collected"."""
+    pytest.importorskip("onnxruntime")
+    from shared_models import model_dir
+
+    from dwpose_edge.export.int8_onnxruntime import quantize_onnxruntime
+
+    onnx = next(model_dir("onnxruntime").glob("*.onnx"))
+    crops = np.random.default_rng(0).standard_normal((32, 3, 256, 192)).astype(np.float32)
+    info = quantize_onnxruntime(onnx, tmp_path / "int8.onnx", crops, batch=1, preprocess=False)
+    assert (tmp_path / "int8.onnx").stat().st_size < 0.5 * onnx.stat().st_size and info["n_calib"] == 32
