@@ -285,3 +285,13 @@ def test_clip_grad_logs_the_norm(data, tmp_path):
     assert all(math.isfinite(r["grad_norm"]) and r["grad_norm"] > 1e-4 for r in log)  # pre-clip norm, above the cap
     train(cfg_for(root, ann, tmp_path / "noclip", stage="plain", epochs=1))
     assert "grad_norm" not in losses(tmp_path / "noclip")[0]
+
+
+@pytest.mark.parametrize("bad, match", [({"clip_grad": 0.0}, "clip_grad must be > 0"),
+                                        ({"sigma_scale": -1.0}, "sigma_scale must be > 0"),
+                                        ({"cls_init_scale": 0.0}, "cls_init_scale must be > 0"),
+                                        ({"aug": "heavy"}, "unknown augmentation preset 'heavy'")])
+def test_from_scratch_options_are_validated(data, tmp_path, bad, match):
+    root, ann = data
+    with pytest.raises(ValueError, match=match):
+        train(cfg_for(root, ann, tmp_path / "bad", stage="plain", epochs=1, **bad))

@@ -204,6 +204,11 @@ def train(cfg: TrainConfig) -> Path:
     """Run the configured stage; returns the path of `final.pth` (mmpose format, EMA weights if enabled)."""
     if cfg.stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {cfg.stage!r}")
+    for name in ("cls_init_scale", "sigma_scale", "clip_grad"):
+        value = getattr(cfg, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    AugConfig.preset(cfg.aug)  # an unknown preset fails before any data is read
     epochs = cfg.epochs or (60 if cfg.stage == "stage2" else 270)
     rank, world, local_rank = _distributed()
     device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
