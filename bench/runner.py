@@ -182,7 +182,8 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
               data_images: str | os.PathLike | None = None, batches: Sequence[int] = (1, 8),
               threads: int | None = None, out_dir: str | os.PathLike = "out/bench", weights: Any = None,
               repeats: int = 20, progress: bool = True, *, warmup: int = 3, persons: Sequence[int] = (1, 4, 8, 16),
-              scaling_repeats: int = 5, peers: bool = True, peer_persons: int = 8, max_persons: int | None = None,
+              scaling_repeats: int = 10, peers: bool = True, peer_persons: int = 8, peer_rounds: int = 4,
+              max_persons: int | None = None,
               max_time_s: float | None = None, calib: DataSource | None = None,
               skip_precisions: dict[str, str] | None = None, plot: bool = True) -> dict:
     """Benchmark accuracy and latency of every runtime x precision; write the report files into `out_dir`.
@@ -194,7 +195,8 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
     `calib`: int8 calibration data (default: a procedural set other than the evaluated one).
     `skip_precisions`: precision -> reason, rows listed as skipped without running (--quick skips int8).
     `persons`: persons per image for the end-to-end scaling; `peer_persons`: for the peers and the
-    end-to-end column; `max_persons`: crops taken from the data (None = all).
+    end-to-end column; `peer_rounds`: alternating rounds of ours / rtmlib / plain loop (each a fresh
+    process: more rounds average out the machine's drift); `max_persons`: crops taken from the data (None = all).
     Returns the report dict (also written as report.json).
     """
     from tqdm import tqdm
@@ -222,7 +224,7 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
         "settings": {"models": list(models), "runtimes": list(runtimes), "precisions": list(precisions),
                      "batches": batches, "threads": threads, "repeats": repeats, "warmup": warmup,
                      "persons": persons, "scaling_repeats": scaling_repeats, "peer_persons": peer_persons,
-                     "max_persons": max_persons, "max_time_s": max_time_s},
+                     "peer_rounds": peer_rounds, "max_persons": max_persons, "max_time_s": max_time_s},
         "data": {"ann_file": os.fspath(source.ann_file), "image_dir": os.fspath(source.image_dir),
                  "description": source.description, "synthetic": source.synthetic},
         "method": {
@@ -309,7 +311,7 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
                 bar.update(1)
             bar.set_description(f"{model}: peers")
             report["peers"][model] = _peers(model, w, crops_path, work, threads, repeats, peer_persons, peers,
-                                            max_time_s)
+                                            max_time_s, rounds=peer_rounds)
             bar.update(1)
             bar.set_description(f"{model}: AP")
             _score_rows(rows, crops, work / f"{model}_pseudo_gt.json")
