@@ -295,3 +295,15 @@ def test_from_scratch_options_are_validated(data, tmp_path, bad, match):
     root, ann = data
     with pytest.raises(ValueError, match=match):
         train(cfg_for(root, ann, tmp_path / "bad", stage="plain", epochs=1, **bad))
+
+
+def test_part_weights_scale_the_loss_per_part(data, tmp_path):
+    root, ann = data
+    runs = {}
+    for name, pw in {"all": None, "body": {"feet": 0, "face": 0, "left_hand": 0, "right_hand": 0},
+                     "none": {p: 0 for p in ("body", "feet", "face", "left_hand", "right_hand")}}.items():
+        train(cfg_for(root, ann, tmp_path / name, stage="plain", epochs=1, lr=1e-12, shuffle=False, part_weights=pw))
+        runs[name] = losses(tmp_path / name)[0]["loss_kpt"]
+    assert 0 < runs["body"] < 0.5 * runs["all"] and runs["none"] == 0.0  # 17 of 133 keypoints left
+    with pytest.raises(ValueError, match="unknown part_weights keys \\['hands'\\]"):
+        train(cfg_for(root, ann, tmp_path / "bad", stage="plain", epochs=1, part_weights={"hands": 0.1}))

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
-from dwpose_edge.models.specs import NUM_KEYPOINTS, SIMCC_SPLIT_RATIO
+from dwpose_edge.models.specs import NUM_KEYPOINTS, PARTS, SIMCC_SPLIT_RATIO
 from dwpose_edge.train.data import WORKER_CONTEXT, AugConfig, WholeBodyDataset
 from dwpose_edge.train.losses import (FEATURE_ALPHA_CODE, HeatmapDecoder, KLDiscretLoss, Stage1Loss, Stage2Loss,
                                      heatmap_warmup_loss)
@@ -44,6 +44,8 @@ class TrainConfig:
     heatmap_warmup_iters: int = 0         # ... decayed linearly to 0 over this many iterations (from scratch)
     cls_init_scale: float = 1.0           # not DWPose: scale the fresh cls_x/cls_y weights (0.05: start near
                                           # uniform logits instead of a KL of ~12 that crushes the features)
+    part_weights: dict[str, float] | None = None  # loss weight per part (models.specs.PARTS names; missing = 1),
+                                          # as mmpose's dataset keypoint weights; e.g. body first from scratch
     sigma_scale: float = 1.0              # not DWPose: wider SimCC targets (x sigma) for a from-scratch start
     heatmap_decoder: bool = False         # warm-up on a temporary stride-8 decoder instead of the 8x6 final_layer
     ann: str = ""
@@ -147,6 +149,22 @@ class TrainStep(nn.Module):
                             student_feat=feat.float(), teacher_feat=t_feat.float()), **warmup}
 
 
+def _keypoint_weights(part_weights: dict[str, float] | None) -> torch.Tensor | None:
+    """(133,) loss weights from {part: weight}, or None."""
+    if not part_weights:
+        return None
+    unknown = sorted(set(part_weights) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown part_weights keys {unknown}; parts: {list(PARTS)}")
+    w = torch.ones(NUM_KEYPOINTS)
+    for part, value in part_weights.items():
+        if not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"part_weights[{part!r}] must be a number >= 0, got {value!r}")
+        lo, hi = PARTS[part]
+        w[lo:hi] = float(value)
+    return w
+
+
 def _float(logits: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Losses in float32 also under autocast (bfloat16 logits lose the SimCC peak shape)."""
     return tuple(t.float() for t in logits)  # type: ignore[return-value]
@@ -209,6 +227,7 @@ def train(cfg: TrainConfig) -> Path:
         if value is not None and not value > 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
     AugConfig.preset(cfg.aug)  # an unknown preset fails before any data is read
+    keypoint_weights = _keypoint_weights(cfg.part_weights)
     epochs = cfg.epochs or (60 if cfg.stage == "stage2" else 270)
     rank, world, local_rank = _distributed()
     device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
@@ -282,6 +301,8 @@ def train(cfg: TrainConfig) -> Path:
             for g in optimizer.param_groups:
                 g["lr"] = lr
             args = [batch[k].to(device, non_blocking=True) for k in ("img", "target_x", "target_y", "target_weight")]
+            if keypoint_weights is not None:
+                args[3] = args[3] * keypoint_weights.to(device)
             hm = cfg.heatmap_warmup * max(0.0, 1.0 - it / cfg.heatmap_warmup_iters) if cfg.heatmap_warmup_iters else 0.0
             extra = (batch["keypoints"].to(device, non_blocking=True), hm) if hm > 0 else ()
             if cfg.channels_last:
