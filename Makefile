@@ -41,8 +41,9 @@ test: venv
 test-all: venv
 	$(BIN)/python -m pytest -q -m "" tests
 
-# The embedded model's training chain (docs/MODEL_CARD.md): generated data, DWPose-s teacher and
-# DWPose-t control, TPD stage 1 + 2, then the AP of all four on the held-out set. Hours on a CPU;
+# The embedded model's training chain (docs/MODEL_CARD.md): generated data; DWPose-s teacher and DWPose-t
+# control, each first on the body + feet keypoints only (phase A) then on all 133; TPD stage 1 (from the
+# control's phase A) + stage 2; then the AP of all four on the held-out set. Hours on a CPU;
 # resumable: rerun `make -j2 train-embedded` and every run continues from its latest.pth.
 TRAIN = OMP_NUM_THREADS=1 $(BIN)/dwpose-edge train
 resume = $(if $(wildcard runs/$(1)/latest.pth),--resume runs/$(1)/latest.pth)
@@ -54,13 +55,17 @@ runs/synth_train/annotations.json: | venv
 	$(BIN)/dwpose-edge make-data --out runs/synth_train --images 4000 --seed 1
 runs/synth_val/annotations.json: | venv
 	$(BIN)/dwpose-edge make-data --out runs/synth_val --images 400 --seed 2
-runs/teacher_s/final.pth runs/control_t/final.pth runs/tpd_t_stage1/final.pth: \
+runs/teacher_s_body/final.pth runs/control_t_body/final.pth: \
 		runs/synth_train/annotations.json runs/synth_val/annotations.json
-runs/teacher_s/final.pth:
+runs/teacher_s_body/final.pth:
+	$(TRAIN) plain --config train/configs/synth_teacher_s_body.toml $(call resume,teacher_s_body)
+runs/control_t_body/final.pth:
+	$(TRAIN) plain --config train/configs/synth_control_t_body.toml $(call resume,control_t_body)
+runs/teacher_s/final.pth: runs/teacher_s_body/final.pth
 	$(TRAIN) plain --config train/configs/synth_teacher_s.toml $(call resume,teacher_s)
-runs/control_t/final.pth:
+runs/control_t/final.pth: runs/control_t_body/final.pth
 	$(TRAIN) plain --config train/configs/synth_control_t.toml $(call resume,control_t)
-runs/tpd_t_stage1/final.pth: runs/teacher_s/final.pth
+runs/tpd_t_stage1/final.pth: runs/teacher_s/final.pth runs/control_t_body/final.pth
 	$(TRAIN) stage1 --config train/configs/synth_tpd_t_stage1.toml $(call resume,tpd_t_stage1)
 runs/tpd_t_stage2/final.pth: runs/tpd_t_stage1/final.pth
 	$(TRAIN) stage2 --config train/configs/synth_tpd_t_stage2.toml $(call resume,tpd_t_stage2)
