@@ -194,6 +194,11 @@ def test_easy_difficulty_is_one_unoccluded_person(tmp_path):
     assert "difficulty" not in standard["info"] and len(standard["annotations"]) > 6
     with pytest.raises(ValueError, match="unknown difficulty 'hard'"):
         make_dataset(tmp_path / "bad", 1, difficulty="hard")
+    assert not (tmp_path / "bad").exists()
+    from dwpose_edge.synth import render_one
+
+    with pytest.raises(ValueError, match="unknown difficulty 'Easy'"):
+        render_one(3, 0, (160, 256), "Easy")
 
 
 def test_standard_images_still_match_the_embedded_validation_set():

@@ -29,6 +29,12 @@ def image_seed(seed: int, index: int) -> np.random.SeedSequence:
 DIFFICULTIES = ("standard", "easy")
 
 
+def _checked(difficulty: str) -> str:
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {DIFFICULTIES}")
+    return difficulty
+
+
 def render_one(seed: int, index: int, size: tuple[int, int] = (320, 640),
                difficulty: str = "standard") -> tuple[np.ndarray, list[dict], int]:
     """(BGR image, annotations, JPEG quality) of image `index` of data set `seed`.
@@ -39,7 +45,7 @@ def render_one(seed: int, index: int, size: tuple[int, int] = (320, 640),
     lo, hi = size
     w = int(rng.integers(lo // 8, hi // 8 + 1)) * 8
     h = int(np.clip(w * np.exp(rng.uniform(-0.45, 0.45)), lo, hi)) // 8 * 8
-    if difficulty == "easy":
+    if _checked(difficulty) == "easy":
         img, anns, _, _ = render_scene(rng, w, h, n_people=1, occluders=False, clutter=False)
     else:
         img, anns, _, _ = render_scene(rng, w, h)
@@ -71,8 +77,7 @@ def make_dataset(out_dir: str | os.PathLike, n_images: int, seed: int = 0,
     With workers > 1 the pool starts through a forkserver (safe next to running thread pools), so a
     calling script needs the usual `if __name__ == "__main__":` guard.
     """
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {DIFFICULTIES}")
+    _checked(difficulty)  # before any folder is made
     size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(v) for v in image_size)
     if n_images < 1 or size[0] < 64 or size[1] < size[0]:
         raise ValueError(f"need n_images >= 1 and 64 <= lo <= hi image size, got {n_images}, {size}")
