@@ -233,6 +233,8 @@ def train(cfg: TrainConfig) -> Path:
     device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' asked for but torch.cuda.is_available() is False")
+    if keypoint_weights is not None:
+        keypoint_weights = keypoint_weights.to(device)  # once, not per iteration
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     if rank == 0:
@@ -302,7 +304,7 @@ def train(cfg: TrainConfig) -> Path:
                 g["lr"] = lr
             args = [batch[k].to(device, non_blocking=True) for k in ("img", "target_x", "target_y", "target_weight")]
             if keypoint_weights is not None:
-                args[3] = args[3] * keypoint_weights.to(device)
+                args[3] = args[3] * keypoint_weights
             hm = cfg.heatmap_warmup * max(0.0, 1.0 - it / cfg.heatmap_warmup_iters) if cfg.heatmap_warmup_iters else 0.0
             extra = (batch["keypoints"].to(device, non_blocking=True), hm) if hm > 0 else ()
             if cfg.channels_last:
