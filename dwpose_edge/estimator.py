@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 from .errors import ExportError, InputError, ModelFileError
 from .models.specs import NUM_KEYPOINTS, get_spec
 from .postprocess import decode_simcc, merge_flip
-from .preprocess import check_boxes, check_image, crop_boxes
+from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
 from .result import PoseResult
 from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
 
@@ -164,6 +165,7 @@ class Estimator:
         runtime_class(runtime)  # validates the name before any heavy work
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
+        self._local = threading.local()  # per-thread crop buffers
         if model_dir is not None:
             if runtime == "torch":
                 raise InputError("model_dir holds exported files; choose runtime onnxruntime, openvino or ncnn")
@@ -226,9 +228,12 @@ class Estimator:
             return PoseResult(np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32),
                               np.zeros((0, 4), np.float32))
         boxes = check_boxes(boxes, image.shape)
+        workspace = getattr(self._local, "workspace", None)
+        if workspace is None:
+            workspace = self._local.workspace = CropWorkspace()
         keypoints, scores = [], []
         for i in range(0, len(boxes), self.batch_size):  # crops and logits of one batch at a time: bounded memory
-            crops, centers, scales = crop_boxes(image, boxes[i:i + self.batch_size], self.input_size)
+            crops, centers, scales = crop_boxes(image, boxes[i:i + self.batch_size], self.input_size, workspace)
             simcc_x, simcc_y = self._infer(crops)
             k, s = decode_simcc(simcc_x, simcc_y, centers, scales, self.input_size)
             keypoints.append(k)

@@ -107,7 +107,7 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
     return cv2.getAffineTransform(src, dst)
 
 
-def normalize(crops_bgr: np.ndarray) -> np.ndarray:
+def normalize(crops_bgr: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(N,H,W,3) BGR uint8 -> (N,3,H,W) float32 RGB, (x - mean) / std.
 
     One channel plane at a time: the same float32 subtract/divide as a broadcast over the last axis (bit
@@ -115,7 +115,8 @@ def normalize(crops_bgr: np.ndarray) -> np.ndarray:
     slower and was most of the per-person cost outside inference.
     """
     n, h, w, _ = crops_bgr.shape
-    out = np.empty((n, 3, h, w), dtype=np.float32)
+    if out is None:
+        out = np.empty((n, 3, h, w), dtype=np.float32)
     for c in range(3):
         plane = out[:, c]
         np.subtract(crops_bgr[..., 2 - c], MEAN_RGB[c], out=plane, dtype=np.float32)
@@ -123,19 +124,43 @@ def normalize(crops_bgr: np.ndarray) -> np.ndarray:
     return out
 
 
-def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray,
-               input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[int, int],
+               workspace: CropWorkspace | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop and normalize every box: returns (crops N,3,H,W float32 RGB, centers N,2, scales N,2).
 
     `input_size` is (W, H) as in mmpose configs. Boxes partly outside the image are
-    allowed (the outside is zero-padded as in mmpose); invalid boxes raise InputError.
+    allowed (the outside is zero-padded as in mmpose); invalid boxes raise InputError. With a
+    `workspace` the crops are views of its buffers, valid until its next use.
     """
     image = check_image(image_bgr)
     boxes = check_boxes(boxes_xyxy, image.shape)
     w, h = int(input_size[0]), int(input_size[1])
     centers, scales = boxes_to_center_scale(boxes, (w, h))
-    crops = np.empty((len(boxes), h, w, 3), dtype=np.uint8)
+    if workspace is None:
+        crops, out = np.empty((len(boxes), h, w, 3), dtype=np.uint8), None
+    else:
+        crops, out = workspace.buffers(len(boxes), h, w)
     for i in range(len(boxes)):
         mat = warp_matrix(centers[i], scales[i], (w, h))
         cv2.warpAffine(image, mat, (w, h), dst=crops[i], flags=cv2.INTER_LINEAR)
-    return normalize(crops), centers, scales
+    return normalize(crops, out), centers, scales
+
+
+class CropWorkspace:
+    """Crop buffers kept between calls of one thread.
+
+    A batch of crops is several MB; allocated afresh on every call, glibc hands it out as new mmap
+    pages and each call pays their page faults (measured: ~0.5 ms a person with OpenVINO at 8 persons,
+    ~15% of the call). Not thread-safe: one workspace per thread.
+    """
+
+    def __init__(self) -> None:
+        self._u8 = np.empty((0, 0, 0, 3), np.uint8)
+        self._f32 = np.empty((0, 3, 0, 0), np.float32)
+
+    def buffers(self, n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n,h,w,3) uint8 and (n,3,h,w) float32 views, the buffers grown when too small."""
+        if self._u8.shape[0] < n or self._u8.shape[1:3] != (h, w):
+            self._u8 = np.empty((n, h, w, 3), np.uint8)
+            self._f32 = np.empty((n, 3, h, w), np.float32)
+        return self._u8[:n], self._f32[:n]

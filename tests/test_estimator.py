@@ -38,6 +38,19 @@ def test_batch_size_does_not_change_results(tiny_checkpoint, grace_hopper):
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
 
 
+def test_reused_crop_buffers_do_not_leak_between_calls(tiny_checkpoint, grace_hopper):
+    """The estimator keeps its crop buffers between calls: results of earlier calls must stay intact and
+    calls with fewer boxes must not see the previous call's crops."""
+    est = Estimator("dwpose-t", weights=str(tiny_checkpoint), batch_size=2)
+    calls = [BOXES, BOXES[2:], BOXES[1:], BOXES[:1]]
+    results = [est(grace_hopper, b) for b in calls]
+    kept = [r.keypoints.copy() for r in results]
+    for boxes, r, k in zip(calls, results, kept):
+        fresh = Estimator("dwpose-t", weights=str(tiny_checkpoint), batch_size=2)(grace_hopper, boxes)
+        np.testing.assert_array_equal(r.keypoints, fresh.keypoints)
+        np.testing.assert_array_equal(r.keypoints, k)
+
+
 def test_flip_test_averages_flipped_logits(tiny_checkpoint, grace_hopper):
     est = Estimator("dwpose-t", weights=str(tiny_checkpoint), flip_test=True)
     crops, _, _ = crop_boxes(grace_hopper, BOXES[:1], (192, 256))

@@ -4,7 +4,7 @@ import pytest
 
 from dwpose_edge.errors import InputError
 from dwpose_edge.models.specs import MEAN_RGB, STD_RGB
-from dwpose_edge.preprocess import boxes_to_center_scale, crop_boxes, warp_matrix
+from dwpose_edge.preprocess import CropWorkspace, boxes_to_center_scale, crop_boxes, warp_matrix
 
 SIZE = (192, 256)
 
@@ -35,6 +35,19 @@ def test_crop_content_matches_manual_resample(grace_hopper):
     ref = cv2.resize(region, SIZE, interpolation=cv2.INTER_AREA)[..., ::-1].astype(np.float32)
     assert np.abs(rgb - ref).mean() < 6.0  # same content, different resampling filter
     assert np.abs(rgb - ref[::-1]).mean() > 20.0  # and clearly not the upside-down content
+
+
+def test_workspace_crops_equal_fresh_crops_and_reuse_the_buffer(grace_hopper):
+    boxes = np.array([[150, 100, 350, 450], [0, 0, 200, 300], [-40, 200, 120, 640]], np.float32)
+    ws = CropWorkspace()
+    first, _, _ = crop_boxes(grace_hopper, boxes, SIZE, ws)
+    np.testing.assert_array_equal(first, crop_boxes(grace_hopper, boxes, SIZE)[0])
+    again, _, _ = crop_boxes(grace_hopper, boxes[1:2], SIZE, ws)  # fewer boxes: a view of the same buffer
+    assert again.shape == (1, 3, 256, 192) and np.shares_memory(again, first)
+    np.testing.assert_array_equal(again, crop_boxes(grace_hopper, boxes[1:2], SIZE)[0])
+    other, _, _ = crop_boxes(grace_hopper, boxes, (288, 384), ws)  # another input size: new buffers
+    assert other.shape == (3, 3, 384, 288) and not np.shares_memory(other, first)
+    np.testing.assert_array_equal(other, crop_boxes(grace_hopper, boxes, (288, 384))[0])
 
 
 def test_rgb_order(grace_hopper):
