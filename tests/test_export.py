@@ -88,6 +88,24 @@ def test_batches_and_threads(exported):
         np.testing.assert_allclose(whole[0], np.concatenate([s[0] for s in single]), atol=1e-4)
 
 
+def test_openvino_streams_split_even_batches_only(exported):
+    """With 2 threads OpenVINO runs even batches as one chunk per stream: same logits, in input order."""
+    name, _, out = exported
+    crops = validation_crops((192, 256))[:8]
+    xml = out / f"{name}_256x192_fp32.xml"
+    one, two = OpenVinoRuntime(xml, threads=2, streams=1), OpenVinoRuntime(xml, threads=2, streams=2)
+    assert (one.streams, two.streams) == (1, 2) and OpenVinoRuntime(xml, threads=1).streams == 1
+    for n in (1, 2, 3, 8):
+        for a, b in zip(one.infer(crops[:n]), two.infer(crops[:n])):
+            assert a.shape == b.shape and a.shape[0] == n
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    started = []
+    for request in two._requests()[1:]:  # the stream requests: what an even batch goes through
+        request.set_callback(lambda _, i=len(started): started.append(i), None)
+    two.infer(crops[:4])
+    assert len(started) == 2
+
+
 def official_layout_onnx(path, name="dwpose-t", seed=5):
     """An ONNX file written as mmdeploy / DWPose's release do, without our exporter."""
     torch.manual_seed(seed)
