@@ -46,6 +46,19 @@ def test_pack_fp16_halves_the_file_and_keeps_the_model(tiny_checkpoint, tmp_path
         assert 0 < rel < 0.02, rel
 
 
+def test_embed_records_the_ap_on_the_embedded_set(tiny_checkpoint, tmp_path, capsys):
+    from dwpose_edge.export.manifest import sha256_file
+    from dwpose_edge.train.embed import main
+
+    dst = tmp_path / "w.pth"
+    assert main([str(tiny_checkpoint), "--out", str(dst), "--note", "tiny"]) == 0
+    meta = torch.load(dst, map_location="cpu", weights_only=True)["meta"]
+    ap = meta["embedded_val_ap"]
+    assert meta["note"] == "tiny" and set(ap) == {"body", "foot", "face", "lefthand", "righthand", "wholebody"}
+    assert all(0.0 <= v <= 1.0 for v in ap.values())
+    assert f'"dwpose-t": ("w.pth", "{sha256_file(dst)}")' in capsys.readouterr().out
+
+
 def test_default_weights_checks_sha256(tiny_checkpoint, tmp_path, monkeypatch):
     dst = tmp_path / "w.pth"
     sha = pack_fp16(tiny_checkpoint, dst, "dwpose-t")
@@ -77,3 +90,18 @@ def test_estimator_without_arguments_runs_the_embedded_model(grace_hopper):
     assert len(result) == 1 and np.array_equal(result.keypoints, same.keypoints)
     # a trained model is confident somewhere on a real photo; untrained logits are flat (scores ~0.1)
     assert float(result.scores.max()) > 0.3
+
+
+@pytest.mark.skipif("dwpose-t" not in embedded.EMBEDDED, reason="no embedded dwpose-t in this build")
+def test_embedded_model_reproduces_its_recorded_ap():
+    """The AP written into the file when it was packed (train/embed.py) is what it scores here, and it is
+    a trained model: its body AP is well above an untrained network's 0."""
+    from dwpose_edge import Estimator
+    from dwpose_edge.train.evaluate import evaluate_estimator
+
+    meta = torch.load(embedded.default_weights("dwpose-t"), map_location="cpu", weights_only=True)["meta"]
+    recorded = meta["embedded_val_ap"]
+    got = evaluate_estimator(Estimator(threads=1), *embedded.embedded_val_set(), progress=False)
+    for part, ap in recorded.items():
+        assert got[part]["AP"] == pytest.approx(ap, abs=2e-3), part
+    assert recorded["body"] > 0.05

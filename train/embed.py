@@ -5,7 +5,8 @@
 
 Floating-point tensors are stored in float16 (half the size; `load_checkpoint` casts them back to
 float32), integer buffers unchanged. With `--val-ann` the AP of the source and of the fp16 file are
-both measured, so the rounding cost is on record. Prints the `EMBEDDED` entry to paste into
+both measured, so the rounding cost is on record. The fp16 file's AP on the embedded validation set
+is stored in its meta (`embedded_val_ap`), where the tests re-measure it. Prints the `EMBEDDED` entry to paste into
 dwpose_edge/embedded.py.
 """
 from __future__ import annotations
@@ -46,22 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-images", default=None)
     p.add_argument("--note", default=None, help="free text stored in meta (what it was trained on, how)")
     args = p.parse_args(argv)
+    from dwpose_edge import Estimator
+    from dwpose_edge.embedded import embedded_val_set
+    from dwpose_edge.train.evaluate import evaluate_estimator
+
+    def ap(weights: str, ann: str | os.PathLike, images: str | os.PathLike) -> dict[str, float]:
+        res = evaluate_estimator(Estimator(args.model, weights=weights, threads=1), ann, images, progress=False)
+        return {part: round(v["AP"], 4) for part, v in res.items()}
+
     provenance: dict[str, Any] = {"note": args.note} if args.note else {}
     results = {}
     if args.val_ann:
-        from dwpose_edge import Estimator
-        from dwpose_edge.train.evaluate import evaluate_estimator
-
-        results["source"] = evaluate_estimator(Estimator(args.model, weights=args.checkpoint), args.val_ann,
-                                               args.val_images, progress=False)
+        results["source"] = ap(args.checkpoint, args.val_ann, args.val_images)
+    pack_fp16(args.checkpoint, args.out, args.model, provenance)
+    # the fp16 file's AP on the embedded set goes into its meta: tests/test_embedded.py re-measures it
+    provenance["embedded_val_ap"] = results["fp16_file_embedded_val"] = ap(args.out, *embedded_val_set())
     sha = pack_fp16(args.checkpoint, args.out, args.model, provenance)
     if args.val_ann:
-        from dwpose_edge import Estimator
-        from dwpose_edge.train.evaluate import evaluate_estimator
-
-        results["fp16_file"] = evaluate_estimator(Estimator(args.model, weights=args.out), args.val_ann,
-                                                  args.val_images, progress=False)
-        print(json.dumps({k: {part: round(v[part]["AP"], 4) for part in v} for k, v in results.items()}, indent=1))
+        results["fp16_file"] = ap(args.out, args.val_ann, args.val_images)
+    print(json.dumps(results, indent=1))
     size = Path(args.out).stat().st_size / 2**20
     print(f"{args.out}: {size:.1f} MB, sha256 {sha}")
     print(f'EMBEDDED entry: "{args.model}": ("{Path(args.out).name}", "{sha}")')
