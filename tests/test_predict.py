@@ -91,3 +91,14 @@ def test_bad_inputs_and_no_person(tmp_path, tiny_checkpoint, capsys):
         run_predict(est, [str(tmp_path / "missing.png")], progress=False)
     assert main(["predict", str(broken), "--weights", str(tiny_checkpoint)]) == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+def test_cli_demo_draws_the_photos_and_a_validation_image(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["astronaut_pose.png", "grace_hopper_pose.png", "val_000004_pose.png"]
+    assert "000004.jpg: 6 person(s) on their ground-truth boxes" in out
+    plain = cv2.imread(str(DATA_DIR / "val" / "images" / "000004.jpg"))
+    drawn = cv2.imread(str(tmp_path / "val_000004_pose.png"))
+    assert drawn.shape == plain.shape and (np.abs(drawn.astype(int) - plain).max(axis=2) > 60).mean() > 0.005
