@@ -27,6 +27,26 @@ def test_embedded_validation_set_is_complete():
         assert vis[:, lo:hi].any(axis=1).mean() > 0.3
 
 
+def test_wheel_ships_the_embedded_files_and_stays_small(tmp_path):
+    """The built wheel holds the validation set and the embedded weights (when there are any), < 30 MB."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(root),
+                    "-w", str(tmp_path)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("dwpose_edge-*.whl")
+    assert wheel.stat().st_size < 30e6
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "dwpose_edge/data/val/annotations.json" in names and sum(n.startswith("dwpose_edge/data/val/images/")
+                                                                    for n in names) == 140
+    for file, _ in embedded.EMBEDDED.values():
+        assert f"dwpose_edge/data/{file}" in names
+    assert {"dwpose_edge/runtimes/openvino_runtime.py", "dwpose_edge/train/configs/synth_control_t.toml"} <= names
+
+
 def test_pack_fp16_halves_the_file_and_keeps_the_model(tiny_checkpoint, tmp_path):
     dst = tmp_path / "packed.pth"
     sha = pack_fp16(tiny_checkpoint, dst, "dwpose-t", {"note": "test"})
