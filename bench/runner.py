@@ -332,9 +332,10 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
 
 def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int, repeats: int, persons: int,
            enabled: bool, max_time_s: float | None, rounds: int = 2) -> dict:
-    """Ours (onnxruntime fp32, batched), rtmlib and a plain onnxruntime loop: own process each, same ONNX file.
+    """Ours (onnxruntime fp32, batched; OpenVINO fp32 too when installed), rtmlib and a plain onnxruntime loop:
+    own process each, same ONNX file.
 
-    The three run in `rounds` alternating rounds (ours, rtmlib, loop, ours, ...) of `repeats` calls each
+    They run in `rounds` alternating rounds (ours, ours on OpenVINO, rtmlib, loop, ours, ...) of `repeats` calls each
     and the medians pool all calls, so a burst of load from other processes does not land on one alone.
     (One process for all three would be worse: an onnxruntime session's spinning threads slow the next.)
     """
@@ -355,9 +356,13 @@ def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int,
             "threads": threads, "crops": os.fspath(crops_path), "repeats": max(3, -(-repeats // rounds)),
             "peer_persons": persons, "max_time_s": max_time_s,
             "ours_keypoints": os.fspath(work / f"{model}_peer_ours.npz")}
-    runs: dict[str, list[dict]] = {"ours": [], "rtmlib": [], "ort_loop": []}
+    runs: dict[str, list[dict]] = {"ours": [], "ours_openvino": [], "rtmlib": [], "ort_loop": []}
+    if _missing_packages("openvino"):
+        runs["ours_openvino"] = [{"status": "skipped: openvino not installed (pip install 'dwpose-edge[openvino]')"}]
     for r in range(max(1, rounds)):
         for name in runs:
+            if runs[name] and runs[name][0].get("status") != "ok":  # skipped or failed: not rerun
+                continue
             res = _run_worker(dict(base, peer=name), work, f"{model}_peer_{name}_{r}")
             runs[name].append(res)
             if name == "ours" and res["status"] != "ok":

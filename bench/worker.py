@@ -90,7 +90,8 @@ def run_row(job: dict) -> dict:
 
 def run_peer(job: dict) -> dict:
     """One implementation on the peers' image and boxes, in its own process: 'ours' (onnxruntime fp32 Estimator,
-    batched; saves its keypoints), 'rtmlib' or 'ort_loop' (compared with the saved keypoints)."""
+    batched; saves its keypoints), 'ours_openvino' (the same ONNX file on OpenVINO fp32), 'rtmlib' or
+    'ort_loop' (all compared with the saved keypoints)."""
     import cv2
     from dwpose_edge.bench.crops import BenchCrops, scaling_scene
     from dwpose_edge.bench.peers import compare_keypoints, ort_loop, ort_loop_session, rtmlib_pose
@@ -112,7 +113,17 @@ def run_peer(job: dict) -> dict:
     else:
         with np.load(job["ours_keypoints"]) as z:
             ours_kp, ours_sc = z["keypoints"], z["scores"]
-        if name == "rtmlib":
+        if name == "ours_openvino":
+            from dwpose_edge.estimator import Estimator
+
+            est = Estimator(model=job["model"], runtime="openvino", weights=onnx_path, threads=job.get("threads"),
+                            batch_size=16)
+            res = est(image, boxes)
+            result.update(what="dwpose_edge Estimator, OpenVINO fp32 on the same ONNX file, batch_size 16",
+                          threads=job.get("threads"),
+                          agreement=compare_keypoints(ours_kp, ours_sc, res.keypoints, res.scores))
+            fn = lambda: est(image, boxes)  # noqa: E731
+        elif name == "rtmlib":
             rtm, why = rtmlib_pose(onnx_path, crops.input_size, job.get("threads"))
             if rtm is None:
                 return {"status": f"skipped: {why}"}

@@ -102,12 +102,17 @@ def test_peers_recorded(bench_run):
     assert peers["status"] == "ok" and peers["persons"] == 2
     loop = peers["peers"]["ort_loop"]
     assert loop["status"] == "ok" and loop["agreement"]["within_1px"] == 1.0
+    ov = peers["peers"]["ours_openvino"]  # the same ONNX file on OpenVINO: the same keypoints
+    assert ov["status"] == "ok" and ov["agreement"]["within_1px"] >= 0.995 and ov["rounds"] == report["peers"][
+        "dwpose-t"]["rounds"]
     rtm = peers["peers"]["rtmlib"]
     assert rtm["status"] == "ok" or rtm["status"].startswith("skipped: rtmlib not installed")
     goal = report["goal"]["dwpose-t"]
     assert goal["target"].startswith(">= 1.5x rtmlib")
     if rtm["status"] == "ok":
         assert goal["ratio"] > 0 and goal["status"] in ("met", "NOT met")
+        fastest = min(peers["ours"]["per_person"]["median_ms"], ov["per_person"]["median_ms"])
+        assert goal["best_ms_per_person"] == fastest and goal["ratio"] == round(rtm["per_person"]["median_ms"] / fastest, 2)
         assert "rtmlib" in (out / "report.md").read_text()
 
 
