@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import cv2
+
 import numpy as np
 import pytest
 import torch
@@ -108,8 +110,17 @@ def test_estimator_without_arguments_runs_the_embedded_model(grace_hopper):
     result = est(grace_hopper)
     same = Estimator(weights=embedded.default_weights("dwpose-t"))(grace_hopper)
     assert len(result) == 1 and np.array_equal(result.keypoints, same.keypoints)
-    # a trained model is confident somewhere on a real photo; untrained logits are flat (scores ~0.1)
-    assert float(result.scores.max()) > 0.3
+    # on generated people (its training domain) most body keypoints land near the truth
+    from dwpose_edge.train.data import load_wholebody_instances
+
+    inst = [i for i in load_wholebody_instances(*embedded.embedded_val_set()) if i["image_path"].endswith("000004.jpg")]
+    image = cv2.imread(inst[0]["image_path"])
+    got = est(image, np.stack([i["bbox_xyxy"] for i in inst]))
+    gt = np.stack([i["keypoints"][:17] for i in inst])
+    vis = np.stack([i["visible"][:17] for i in inst]) > 0
+    diag = np.stack([np.hypot(*(i["bbox_xyxy"][2:] - i["bbox_xyxy"][:2])) for i in inst])
+    err = np.linalg.norm(got.keypoints[:, :17] - gt, axis=-1) / diag[:, None]
+    assert len(inst) == 6 and (err[vis] < 0.1).mean() > 0.6
 
 
 @pytest.mark.skipif("dwpose-t" not in embedded.EMBEDDED, reason="no embedded dwpose-t in this build")
