@@ -30,8 +30,8 @@ class OpenVinoRuntime:
     (every thread on the one crop), and with the THROUGHPUT hint for batches that split evenly over
     its streams (one request per stream, run at once). On 2 cores, 2 streams of 1 thread did a batch
     of 2, 8 or 16 crops 6-11% faster than 2 threads on the whole batch; uneven splits (3 or 5 crops
-    on 2 streams) were slower, so those batches run on the LATENCY model. `streams`: None = OpenVINO's choice for
-    the THROUGHPUT hint, 1 = no split.
+    on 2 streams) were slower, so those batches run on the LATENCY model. `streams`: None = OpenVINO's
+    choice for the THROUGHPUT hint, 1 = no split.
     """
 
     name = "openvino"
