@@ -97,11 +97,11 @@ class OpenVinoRuntime:
                 per_stream = n // self.streams
                 for k, request in enumerate(requests[1:]):
                     request.start_async({0: batch[k * per_stream:(k + 1) * per_stream]})
-                outs = []
                 for request in requests[1:]:
                     request.wait()
-                    outs.append(self._outputs(request))
-                return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+                # concatenate reads the requests' output tensors directly: one copy, not a copy per chunk first
+                return tuple(np.concatenate([r.get_output_tensor(i).data for r in requests[1:]])  # type: ignore
+                             for i in (self._ix, self._iy))
             requests[0].infer({0: batch})
             return self._outputs(requests[0])
         except Exception as exc:
