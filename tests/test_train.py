@@ -188,6 +188,47 @@ def test_cli_train_with_config_file_then_eval(data, tmp_path, capsys):
         main(["train", "plain", "--config", str(bad), "--ann", str(ann), "--images", str(root / "images")])
 
 
+def test_config_base_inheritance(tmp_path):
+    from dwpose_edge.train.trainer import load_config_file
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "common.toml").write_text('lr = 1e-3\nepochs = 24\n[part_weights]\nface = 0.0\nleft_hand = 0.0\n')
+    (tmp_path / "sub" / "mid.yaml").write_text("base: ../common.toml\nepochs: 12\npart_weights: {face: 0.5}\n")
+    (tmp_path / "sub" / "run.json").write_text('{"base": "mid.yaml", "out": "runs/x", "lr": 0.002}')
+    assert load_config_file(tmp_path / "sub" / "run.json") == {
+        "lr": 0.002, "epochs": 12, "out": "runs/x", "part_weights": {"face": 0.5, "left_hand": 0.0}}
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(ValueError, match="inherits from itself"):
+        load_config_file(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('base = "missing.toml"\n')
+    with pytest.raises(FileNotFoundError, match=r"missing.toml not found \(base of .*c.toml\)"):
+        load_config_file(tmp_path / "c.toml")
+
+
+def test_shipped_training_configs_share_one_schedule():
+    """Teacher, control and TPD student differ only in model, output, init and distillation."""
+    from pathlib import Path
+
+    from dwpose_edge.train.trainer import load_config_file
+
+    configs = Path(__file__).parents[1] / "train" / "configs"
+    runs = {p.stem: TrainConfig.from_dict(load_config_file(p)) for p in configs.glob("synth_*.toml")
+            if p.stem not in ("synth_common", "synth_body_phase")}
+    assert set(runs) == {"synth_control_t_body", "synth_teacher_s_body", "synth_control_t", "synth_teacher_s",
+                         "synth_tpd_t_stage1", "synth_tpd_t_stage2"}
+    shared = ("ann", "images", "val_ann", "val_images", "batch_size", "lr", "aug", "amp", "clip_grad", "seed")
+    for name, cfg in runs.items():
+        assert {k: getattr(cfg, k) for k in shared} == {k: getattr(runs["synth_control_t"], k) for k in shared}, name
+    for phase_a in ("synth_control_t_body", "synth_teacher_s_body"):
+        assert runs[phase_a].part_weights == {"face": 0.0, "left_hand": 0.0, "right_hand": 0.0}
+        assert runs[phase_a].epochs == 12 and runs[phase_a].init_weights is None
+    for phase_b in ("synth_control_t", "synth_teacher_s", "synth_tpd_t_stage1"):
+        assert not runs[phase_b].part_weights and runs[phase_b].epochs == 24
+    assert runs["synth_tpd_t_stage1"].init_weights == runs["synth_control_t"].init_weights
+    assert runs["synth_tpd_t_stage1"].teacher_weights == "runs/teacher_s/final.pth"
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
 def test_cuda_amp_training_steps(data, tmp_path):

@@ -90,8 +90,32 @@ class TrainConfig:
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Options from a .toml, .yaml/.yml or .json file (keys as TrainConfig fields)."""
-    path = Path(path)
+    """Options from a .toml, .yaml/.yml or .json file (keys as TrainConfig fields).
+
+    A file may name ``base = "other.toml"`` (relative to itself): the base's options are read first and the
+    file's own override them, tables (such as ``part_weights``) key by key, so the runs of one experiment
+    keep their shared settings in one place.
+    """
+    return _load_config(Path(path), ())
+
+
+def _load_config(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        raise ValueError(f"config {path} inherits from itself: {' -> '.join(str(p) for p in chain + (path,))}")
+    if not path.is_file():
+        via = f" (base of {chain[-1]})" if chain else ""
+        raise FileNotFoundError(f"config file {path} not found{via}")
+    options = _parse_config(path)
+    base = options.pop("base", None)
+    if base is None:
+        return options
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: 'base' must be a file name, got {base!r}")
+    return _merge(_load_config(path.parent / base, chain + (path,)), options)
+
+
+def _parse_config(path: Path) -> dict[str, Any]:
     text = path.read_text()
     if path.suffix == ".toml":
         try:
@@ -104,6 +128,16 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
         return dict(yaml.safe_load(text) or {})
     return dict(json.loads(text))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class TrainStep(nn.Module):
