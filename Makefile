@@ -44,10 +44,13 @@ test-all: venv
 # The embedded model's training chain (docs/MODEL_CARD.md): generated data; DWPose-s teacher and DWPose-t
 # control, each first on the body + feet keypoints only (phase A) then on all 133; TPD stage 1 (from the
 # control's phase A) + stage 2; then the AP of all four on the held-out set. Hours on a CPU;
-# resumable: rerun `make -j2 train-embedded` and every run continues from its latest.pth.
-TRAIN = OMP_NUM_THREADS=1 $(BIN)/dwpose-edge train
+# resumable: rerun `make -j2 train-embedded` and every run continues from its latest.pth. Two runs share the
+# two cores at one thread each; once the chain is down to one run at a time (TPD stage 1 onwards), use
+# `make train-embedded TRAIN_THREADS=2`.
+TRAIN_THREADS ?= 1
+TRAIN = OMP_NUM_THREADS=$(TRAIN_THREADS) $(BIN)/dwpose-edge train
 resume = $(if $(wildcard runs/$(1)/latest.pth),--resume runs/$(1)/latest.pth)
-EVAL = OMP_NUM_THREADS=1 $(BIN)/dwpose-edge eval --ann runs/synth_val/annotations.json --images runs/synth_val/images
+EVAL = OMP_NUM_THREADS=$(TRAIN_THREADS) $(BIN)/dwpose-edge eval --ann runs/synth_val/annotations.json --images runs/synth_val/images
 
 train-embedded: runs/eval_teacher_s.json runs/eval_control_t.json runs/eval_tpd_t_stage1.json runs/eval_tpd_t_stage2.json
 
