@@ -52,7 +52,11 @@ TRAIN = OMP_NUM_THREADS=$(TRAIN_THREADS) $(BIN)/dwpose-edge train
 resume = $(if $(wildcard runs/$(1)/latest.pth),--resume runs/$(1)/latest.pth)
 EVAL = OMP_NUM_THREADS=$(TRAIN_THREADS) $(BIN)/dwpose-edge eval --ann runs/synth_val/annotations.json --images runs/synth_val/images
 
-train-embedded: runs/eval_teacher_s.json runs/eval_control_t.json runs/eval_tpd_t_stage1.json runs/eval_tpd_t_stage2.json
+EVALS = runs/eval_teacher_s.json runs/eval_control_t.json runs/eval_tpd_t_stage1.json runs/eval_tpd_t_stage2.json
+train-embedded: runs/ap_table.md
+
+runs/ap_table.md: $(EVALS)
+	$(BIN)/python -m dwpose_edge.train.compare $^ --baseline control_t | tee $@
 
 runs/synth_train/annotations.json: | venv
 	$(BIN)/dwpose-edge make-data --out runs/synth_train --images 4000 --seed 1

@@ -348,3 +348,23 @@ def test_part_weights_scale_the_loss_per_part(data, tmp_path):
     assert 0 < runs["body"] < 0.5 * runs["all"] and runs["none"] == 0.0  # 17 of 133 keypoints left
     with pytest.raises(ValueError, match="unknown part_weights keys \\['hands'\\]"):
         train(cfg_for(root, ann, tmp_path / "bad", stage="plain", epochs=1, part_weights={"hands": 0.1}))
+
+
+def test_comparison_table_of_eval_files(tmp_path, capsys):
+    from dwpose_edge.train.compare import comparison_table, main
+
+    def result(ap):
+        return {p: {"AP": ap * k, "AP .5": 2 * ap, "AR": ap + 0.1} for k, p in enumerate(
+            ("body", "foot", "face", "lefthand", "righthand", "wholebody"), start=1)}
+
+    (tmp_path / "eval_control_t.json").write_text(json.dumps(result(0.01)))
+    (tmp_path / "eval_tpd_t.json").write_text(json.dumps(result(0.015)))
+    assert main([str(tmp_path / "eval_control_t.json"), str(tmp_path / "eval_tpd_t.json"),
+                 "--baseline", "control_t"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[2] == "| control_t | 0.010 | 0.020 | 0.030 | 0.040 | 0.050 | 0.060 | 0.020 | 0.110 | - |"
+    assert rows[3] == "| tpd_t | 0.015 | 0.030 | 0.045 | 0.060 | 0.075 | 0.090 | 0.030 | 0.115 | +0.030 (+50%) |"
+    with pytest.raises(ValueError, match="baseline 'teacher' is not one of the runs"):
+        comparison_table({"a": result(0.1)}, baseline="teacher")
+    with pytest.raises(ValueError, match=r"b: no \['wholebody'\]"):
+        comparison_table({"b": {k: v for k, v in result(0.1).items() if k != "wholebody"}})
