@@ -51,15 +51,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "so the keypoints are meaningless. It exercises the full pipeline (crop, model, decode, draw).\n"
               "Pass real mmpose/DWPose weights with: dwpose-edge predict IMG --weights dwpose-t")
     else:
-        import torch
+        from .embedded import embedded_meta
 
-        from .embedded import default_weights
-
-        ap = torch.load(default_weights(args.model), map_location="cpu", weights_only=True)["meta"].get(
-            "embedded_val_ap", {})
-        print(f"model: the embedded {args.model}, trained on generated people only (whole-body AP "
-              f"{ap.get('wholebody', float('nan')):.3f}, body {ap.get('body', float('nan')):.3f} on the embedded "
-              "generated validation set; docs/MODEL_CARD.md); for real use pass released weights, e.g. "
+        meta = embedded_meta(args.model)
+        ap = meta.get("embedded_val_ap", {})
+        print(f"model: the embedded {args.model}: {meta.get('note', 'no note')}\n"
+              f"  whole-body AP {ap.get('wholebody', float('nan')):.3f}, body {ap.get('body', float('nan')):.3f} on the "
+              "embedded generated validation set (docs/MODEL_CARD.md); for real use pass released weights, e.g. "
               "dwpose-edge predict IMG --model dwpose-l --weights dwpose-l")
     est = Estimator(model=args.model, weights=weights, flip_test=True)
     for path in sorted(DATA_DIR.glob("*.jpg")):

@@ -50,6 +50,14 @@ def _verify(path: Path, sha256: str, mtime_ns: int, size: int) -> None:
                             f"{sha256[:16]}...: the file was modified or corrupted; reinstall dwpose-edge")
 
 
+def embedded_meta(model: str) -> dict:
+    """The embedded checkpoint's meta: what it is (`note`) and its AP on the embedded validation set
+    (`embedded_val_ap`), both written by `python -m dwpose_edge.train.embed`."""
+    import torch
+
+    return torch.load(default_weights(model), map_location="cpu", weights_only=True)["meta"]
+
+
 def embedded_val_set() -> tuple[Path, Path]:
     """(annotation json, image folder) of the embedded validation set."""
     ann, images = VAL_DIR / "annotations.json", VAL_DIR / "images"

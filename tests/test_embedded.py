@@ -130,7 +130,7 @@ def test_embedded_model_reproduces_its_recorded_ap():
     from dwpose_edge import Estimator
     from dwpose_edge.train.evaluate import evaluate_estimator
 
-    meta = torch.load(embedded.default_weights("dwpose-t"), map_location="cpu", weights_only=True)["meta"]
+    meta = embedded.embedded_meta("dwpose-t")
     recorded = meta["embedded_val_ap"]
     got = evaluate_estimator(Estimator(threads=1), *embedded.embedded_val_set(), progress=False)
     for part, ap in recorded.items():

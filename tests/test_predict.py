@@ -99,6 +99,11 @@ def test_cli_demo_draws_the_photos_and_a_validation_image(tmp_path, capsys):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["astronaut_pose.png", "grace_hopper_pose.png", "val_000004_pose.png"]
     assert "000004.jpg: 6 person(s) on their ground-truth boxes" in out
+    from dwpose_edge.embedded import embedded_meta
+
+    meta = embedded_meta("dwpose-t")
+    assert f"model: the embedded dwpose-t: {meta['note']}" in out
+    assert f"whole-body AP {meta['embedded_val_ap']['wholebody']:.3f}" in out
     plain = cv2.imread(str(DATA_DIR / "val" / "images" / "000004.jpg"))
     drawn = cv2.imread(str(tmp_path / "val_000004_pose.png"))
     assert drawn.shape == plain.shape and (np.abs(drawn.astype(int) - plain).max(axis=2) > 60).mean() > 0.005
