@@ -9,10 +9,10 @@ from .data import DATA_DIR
 from .errors import ChecksumError, WeightsError
 
 # model name -> (file in dwpose_edge/data, its sha256); written by `python -m dwpose_edge.train.embed`.
-# dwpose-t: for now the control of docs/MODEL_CARD.md (trained here on generated data, no distillation);
-# the TPD student replaces it when its training is done.
+# dwpose-t: the TPD student of docs/MODEL_CARD.md (stage 1, distilled from a DWPose-s teacher; both trained
+# here on generated data only).
 EMBEDDED: dict[str, tuple[str, str]] = {
-    "dwpose-t": ("dwpose-t_synth_fp16.pth", "95448fa82f53c0989430488b663f08b3f5aba6bc00ef68fe107b8bc6cdb8da28"),
+    "dwpose-t": ("dwpose-t_synth_fp16.pth", "28f834e566aebe954889deabc59a15cc42737ee91e29c0c19328f5499444d9a4"),
 }
 
 # `dwpose-edge make-data --out dwpose_edge/data/val --images 140 --seed 2`: the first 140 images of the
