@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
+from .evaluate import EVAL_PARTS as PARTS
 
 
 def run_name(path: str | os.PathLike) -> str:
