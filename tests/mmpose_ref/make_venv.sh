@@ -9,9 +9,11 @@
 #                              project's torch version). Where no CPU wheel is on the index or
 #                              find-links, set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu,
 #                              or a bare PyPI torch pulls the multi-GB CUDA build.
-#   DWPOSE_EDGE_MMPOSE_OPENCV  pip spec of OpenCV to put in it (default opencv-python-headless).
-#                              The test passes the project's exact OpenCV so both sides
-#                              decode the JPEG and warpAffine with the same library.
+#   DWPOSE_EDGE_MMPOSE_OPENCV  pip spec of OpenCV to put in it (default opencv-python-headless==4.11.0.86:
+#                              the last OpenCV built against numpy 1, i.e. what an mmpose 1.3.2 user with
+#                              numpy<2 really runs). Deliberately NOT the project's own OpenCV: the
+#                              conformance test must show that our default install crops as mmpose's
+#                              users do, not that two copies of one library agree.
 #
 # Exit codes: 0 ready, 3 the package index is unreachable (the test skips with that
 # reason, or fails under CI), anything else a real build failure (log printed).
@@ -30,16 +32,15 @@
 #   mmengine's deps        addict pyyaml rich termcolor yapf matplotlib
 #   mmcv-lite's deps       packaging pillow
 #   mmpose's deps          json_tricks munkres scipy xtcocotools six (six.moves in models/utils/misc.py)
-#   OpenCV                 --no-deps: opencv-python-headless 5.x declares numpy>=2 but its
-#                          extension uses the numpy-2 C-API that runs on numpy 1.26 (checked:
-#                          imread/warpAffine/cv2<->torch round trips work).
+#   OpenCV                 --no-deps: keep numpy<2 and keep out the GUI opencv-python (mmcv asks for
+#                          it; headless has the same imgproc/imgcodecs code).
 set -euo pipefail
 
 VENV="${DWPOSE_EDGE_MMPOSE_VENV:-$HOME/.cache/dwpose_edge/mmpose-venv}"
 PY="${DWPOSE_EDGE_MMPOSE_PYTHON:-python3}"
-OPENCV="${DWPOSE_EDGE_MMPOSE_OPENCV:-opencv-python-headless}"
+OPENCV="${DWPOSE_EDGE_MMPOSE_OPENCV:-opencv-python-headless==4.11.0.86}"
 TORCH="${DWPOSE_EDGE_MMPOSE_TORCH:-torch==2.13.0}"
-RECIPE_VERSION=4   # bump when the package list below changes
+RECIPE_VERSION=5   # bump when the package list below changes
 
 PKG_BASE=("numpy<2" "setuptools<81" addict pyyaml rich termcolor yapf matplotlib packaging pillow
           json_tricks munkres scipy xtcocotools six)
@@ -92,7 +93,7 @@ pipi() {
 pipi "$TORCH"
 pipi "${PKG_BASE[@]}"
 pipi --no-deps "${PKG_MM[@]}"
-# Same OpenCV as the project (no-deps: keep numpy<2, keep out the GUI opencv-python).
+# The OpenCV 4.x mmpose users run (no-deps: keep numpy<2, keep out the GUI opencv-python).
 pipi --no-deps "$OPENCV"
 
 # Smoke test: the imports mmpose_dump.py relies on (stubs are in mmpose_dump.py itself).
