@@ -1,4 +1,5 @@
-"""OpenPose / ControlNet output: DWPose's 18-point body with an inserted neck, face and hands, as JSON or a drawn canvas."""
+"""OpenPose / ControlNet output: DWPose's 18-point body with an inserted neck, face and hands, as JSON or as
+the conditioning canvas ControlNet's OpenPose/DWPose models were trained on (pixel-identical by default)."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from .errors import InputError
 from .result import PoseResult
 
 # After inserting the neck at index 17 (134 points), these mmpose indices fill these OpenPose slots.
@@ -57,37 +59,141 @@ def to_openpose(result: PoseResult, canvas_size: tuple[int, int]) -> dict:
     return {"people": people, "canvas_height": int(canvas_size[0]), "canvas_width": int(canvas_size[1])}
 
 
-def draw_openpose(result: PoseResult, canvas_size: tuple[int, int]) -> np.ndarray:
-    """ControlNet-style skeleton on a black (H,W,3) BGR canvas: coloured body limbs, HSV-coloured hands, white face."""
-    h, w = canvas_size
-    canvas = np.zeros((h, w, 3), np.uint8)
+CANVAS_STYLES = ("annotator", "scaled")
+# The annotator's sizes in pixels at any resolution: limb ellipse half-width, body joint radius, hand edge
+# thickness, hand point radius, face point radius.
+ANNOTATOR_SIZES = (4, 4, 2, 4, 3)
+HAND_POINT_RGB = (0, 0, 255)
+FACE_POINT_RGB = (255, 255, 255)
+LIMB_DIM = 0.6
+# The annotator skips a hand/face point unless its integer pixel x and y both exceed this (so x, y >= 1).
+PIXEL_EPS = 0.01
+_THRESHOLD32 = np.float32(SCORE_THRESHOLD)
+
+
+def _hsv_edge_color(edge: int) -> tuple[float, float, float]:
+    """RGB (0-255, float) of hand edge `edge`: hue edge/20 at full saturation and value, matplotlib's HSV formula.
+
+    Kept as floats: OpenCV rounds them when drawing, exactly as it does for the annotator's colours.
+    """
+    h6 = edge / float(len(HAND_EDGES)) * 6.0
+    sector = int(h6)
+    f = h6 - sector
+    q, t = 1.0 - f, 1.0 - (1.0 - f)
+    r, g, b = [(1.0, t, 0.0), (q, 1.0, 0.0), (0.0, 1.0, t), (0.0, q, 1.0), (t, 0.0, 1.0), (1.0, 0.0, q)][sector % 6]
+    return r * 255, g * 255, b * 255
+
+
+HAND_EDGE_COLORS = [_hsv_edge_color(e) for e in range(len(HAND_EDGES))]
+
+
+def canvas_sizes(style: str, canvas_size: tuple[int, int]) -> tuple[int, int, int, int, int]:
+    """(limb half-width, joint radius, hand edge thickness, hand point radius, face point radius) in pixels.
+
+    "annotator": fixed, as ControlNet's training canvases were drawn. "scaled": the same sizes times
+    max(H, W) / 512 (rounded, at least 1), so big canvases keep the look of a 512 px one.
+    """
+    if style == "annotator":
+        return ANNOTATOR_SIZES
+    if style == "scaled":
+        k = max(canvas_size) / 512
+        return tuple(max(1, round(v * k)) for v in ANNOTATOR_SIZES)  # type: ignore[return-value]
+    raise InputError(f"unknown OpenPose canvas style {style!r}; use 'annotator' (ControlNet's training canvas) "
+                     "or 'scaled' (sizes grow with the image)")
+
+
+def _annotator_pixels(points: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Pixel coordinates as the annotator computes them: float32 x/W, y/H, multiplied back in float32.
+
+    The round trip is kept on purpose: it can move a coordinate one float32 step below an integer, and
+    `int()` then lands one pixel lower, exactly as in the annotator.
+    """
+    size = np.array([w, h], np.float32)
+    return (points.astype(np.float32) / size) * size
+
+
+def draw_openpose(result: PoseResult, canvas_size: tuple[int, int], style: str = "annotator",
+                  rgb: bool = False) -> np.ndarray:
+    """The ControlNet OpenPose/DWPose conditioning canvas, (H, W, 3) uint8; BGR unless `rgb=True`.
+
+    `style="annotator"` (default) gives exactly the canvas of the DWPose annotator ControlNet was trained
+    on (controlnet_aux `dwpose`, DWPose's ControlNet code): black canvas; the 17 body limbs as filled
+    ellipses of half-width 4 in the OpenPose colours; everything times 0.6; body joints as filled circles of
+    radius 4; then left hands of all persons, then right hands (edges 2 px thick in HSV colours, points
+    radius 4 blue); then faces (radius 3, white). Body points are drawn where their score > 0.3, hand and
+    face points where score >= 0.3 and both integer pixel coordinates are >= 1. The annotator's canvas is
+    RGB; the BGR array returned by default holds the same image in OpenCV's order, so
+    `cv2.imwrite("pose.png", draw_openpose(...))` writes the same PNG the annotator's
+    `Image.fromarray(canvas).save("pose.png")` does. `style="scaled"` multiplies all sizes by
+    max(H, W) / 512 (see `canvas_sizes`). `canvas_size` is (H, W) of the image the keypoints are in.
+
+    Coordinates and scores go through the annotator's float32 arithmetic as NumPy 2 runs it (mmpose gives
+    float32). Under NumPy 1 a few of its scalar steps run in float64 instead; that changes a point only
+    when its score is exactly float32(0.3) or a coordinate lies within float32 rounding of a pixel edge
+    (no pixel differed on the test photos with NumPy 1.26).
+    """
+    h, w = _check_size(canvas_size)
+    half_width, joint_r, hand_thick, hand_r, face_r = canvas_sizes(style, (h, w))
     kk, ss = to_openpose_points(result)
-    stick = max(2, round(4 * max(h, w) / 512))
-    for k, s in zip(kk, ss):
-        ok = s > SCORE_THRESHOLD
-        for (a, b), color in zip(BODY_LIMBS, BODY_COLORS):
-            a, b = a - 1, b - 1
-            if not (ok[a] and ok[b]):
-                continue
-            (x1, y1), (x2, y2) = k[a], k[b]
-            length = math.hypot(x1 - x2, y1 - y2)
-            angle = math.degrees(math.atan2(y1 - y2, x1 - x2))
-            poly = cv2.ellipse2Poly((int((x1 + x2) / 2), int((y1 + y2) / 2)), (int(length / 2), stick),
-                                    int(angle), 0, 360, 1)
-            cv2.fillConvexPoly(canvas, poly, [int(c * 0.6) for c in color[::-1]])
-        for i in range(18):
+    pts = _annotator_pixels(kk, h, w)
+    ss = ss.astype(np.float32)
+    body_ok = ss[:, :18] > _THRESHOLD32
+    canvas = np.zeros((h, w, 3), np.uint8)
+    for i, (a, b) in enumerate(BODY_LIMBS):  # limb-major, then person: later limbs cover earlier ones
+        for p, ok in zip(pts, body_ok):
+            if ok[a - 1] and ok[b - 1]:
+                _fill_limb(canvas, p[[a - 1, b - 1]], half_width, BODY_COLORS[i])
+    canvas = (canvas * LIMB_DIM).astype(np.uint8)
+    for i in range(18):
+        for p, ok in zip(pts, body_ok):
             if ok[i]:
-                cv2.circle(canvas, tuple(int(v) for v in k[i]), stick, BODY_COLORS[i][::-1], -1)
-        for lo in (92, 113):
-            for e, (a, b) in enumerate(HAND_EDGES):
-                if ok[lo + a] and ok[lo + b]:
-                    hsv = np.uint8([[[int(e / len(HAND_EDGES) * 180), 255, 255]]])
-                    color = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].tolist()
-                    cv2.line(canvas, tuple(int(v) for v in k[lo + a]), tuple(int(v) for v in k[lo + b]), color, 2)
-            for i in range(lo, lo + 21):
-                if ok[i]:
-                    cv2.circle(canvas, tuple(int(v) for v in k[i]), max(1, stick // 2), (0, 0, 255), -1)
-        for i in range(24, 92):
-            if ok[i]:
-                cv2.circle(canvas, tuple(int(v) for v in k[i]), max(1, stick // 2), (255, 255, 255), -1)
-    return canvas
+                cv2.circle(canvas, (int(p[i, 0]), int(p[i, 1])), joint_r, BODY_COLORS[i], thickness=-1)
+    for lo in (92, 113):
+        for p, s in zip(pts, ss):
+            _draw_hand(canvas, p[lo:lo + 21], s[lo:lo + 21], hand_thick, hand_r)
+    for p, s in zip(pts, ss):
+        for xy in _visible_pixels(p[24:92], s[24:92]):
+            if xy is not None:
+                cv2.circle(canvas, xy, face_r, FACE_POINT_RGB, thickness=-1)
+    return canvas if rgb else np.ascontiguousarray(canvas[..., ::-1])
+
+
+def _check_size(canvas_size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in canvas_size)
+    except (TypeError, ValueError):
+        h = w = 0
+    if h <= 0 or w <= 0:
+        raise InputError(f"canvas_size must be (height, width) in pixels, both > 0, got {canvas_size!r}; "
+                         "pass image.shape[:2]")
+    return h, w
+
+
+def _fill_limb(canvas: np.ndarray, ends: np.ndarray, half_width: int, color: tuple[int, int, int]) -> None:
+    """One limb as the annotator draws it; float32 scalar arithmetic, as its NumPy code does."""
+    xs, ys = ends[:, 0], ends[:, 1]
+    dx, dy = xs[0] - xs[1], ys[0] - ys[1]
+    length = (dy ** 2 + dx ** 2) ** 0.5
+    angle = math.degrees(math.atan2(dy, dx))
+    poly = cv2.ellipse2Poly((int(np.mean(xs)), int(np.mean(ys))), (int(length / 2), half_width), int(angle),
+                            0, 360, 1)
+    cv2.fillConvexPoly(canvas, poly, color)
+
+
+def _visible_pixels(points: np.ndarray, scores: np.ndarray) -> list[tuple[int, int] | None]:
+    """Integer pixels of hand/face points the annotator draws (None for the others)."""
+    out: list[tuple[int, int] | None] = []
+    for (x, y), s in zip(points, scores):
+        xy = (int(x), int(y))
+        out.append(xy if not s < _THRESHOLD32 and xy[0] > PIXEL_EPS and xy[1] > PIXEL_EPS else None)
+    return out
+
+
+def _draw_hand(canvas: np.ndarray, points: np.ndarray, scores: np.ndarray, thickness: int, radius: int) -> None:
+    xy = _visible_pixels(points, scores)
+    for e, (a, b) in enumerate(HAND_EDGES):
+        if xy[a] is not None and xy[b] is not None:
+            cv2.line(canvas, xy[a], xy[b], HAND_EDGE_COLORS[e], thickness=thickness)
+    for p in xy:
+        if p is not None:
+            cv2.circle(canvas, p, radius, HAND_POINT_RGB, thickness=-1)
