@@ -68,12 +68,16 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
                 fmt: str = "coco", score_threshold: float = 0.3, progress: bool = True) -> dict:
     """Estimate poses on every input; returns {"files": {...}, "persons": N, "frames": N, "ms_per_frame": t}.
 
+    With `draw_dir` and fmt "openpose", each image also gets `<stem>_openpose.png`: the ControlNet canvas,
+    pixel-identical to the DWPose annotator's (`openpose.draw_openpose`); videos get the overlay only.
+
     Output paths are checked before any work (InputError). A video that stops decoding part-way keeps the
     frames decoded so far, warns (RuntimeWarning) and is listed in summary["incomplete_videos"].
     """
     from tqdm import tqdm
 
     from .draw import draw
+    from .openpose import draw_openpose
 
     if fmt not in ("coco", "openpose"):
         raise InputError(f"format must be coco or openpose, got {fmt!r}")
@@ -123,6 +127,8 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
             frames += 1
             if draw_path:
                 cv2.imwrite(str(draw_path / f"{path.stem}_pose.png"), draw(image, result, score_threshold))
+                if fmt == "openpose":
+                    cv2.imwrite(str(draw_path / f"{path.stem}_openpose.png"), draw_openpose(result, image.shape[:2]))
     elapsed = time.perf_counter() - t0
     summary = {"files": results, "persons": persons, "frames": frames,
                "ms_per_frame": round(elapsed * 1000 / max(frames, 1), 2), "format": fmt}

@@ -332,3 +332,22 @@ def test_style_and_size_errors():
         draw_openpose(r, (64, 64), style="big")
     with pytest.raises(DwposeEdgeError, match="canvas_size"):
         draw_openpose(r, (0, 64))
+
+
+def test_predict_writes_the_annotator_canvas_for_openpose(annotator, tmp_path):
+    from PIL import Image
+
+    from dwpose_edge.predict import run_predict
+
+    est = Estimator()
+    photo = DATA_DIR / "astronaut.jpg"
+    summary = run_predict(est, [str(photo)], draw_dir=str(tmp_path), fmt="openpose", progress=False)
+    assert summary["persons"] == 1 and (tmp_path / "astronaut_pose.png").exists()
+    image = cv2.imread(str(photo))
+    result = est(image)
+    Image.fromarray(annotator_canvas(annotator, result, *image.shape[:2])).save(tmp_path / "annotator.png")
+    saved, ref = (np.asarray(Image.open(tmp_path / name).convert("RGB"))
+                  for name in ("astronaut_openpose.png", "annotator.png"))
+    assert ref.any() and np.array_equal(saved, ref)
+    run_predict(est, [str(photo)], draw_dir=str(tmp_path / "coco"), fmt="coco", progress=False)
+    assert not (tmp_path / "coco" / "astronaut_openpose.png").exists()
