@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="none", help="none (whole image), hog, yolox, or a YOLOX-style .onnx")
     p.add_argument("--format", default="coco", choices=["coco", "openpose"])
     p.add_argument("--out", default=None, help="write results as JSON here")
-    p.add_argument("--draw", default=None, help="write drawings (PNG per image, MP4 per video) into this folder")
+    p.add_argument("--draw", default=None, help="write drawings (PNG per image, MP4 per video) into this folder; "
+                                                "with --format openpose also <name>_openpose.png per image, the "
+                                                "ControlNet canvas (identical to the DWPose annotator's)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export to ONNX / OpenVINO / ncnn, validate each against torch, write manifest.json")
