@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,12 +22,11 @@ import numpy as np
 import pytest
 
 from dwpose_edge.data import DATA_DIR
+from mmpose_venv import MAKE_VENV, REF_DIR, mmpose_python, venv_dir  # noqa: F401 (fixture)
 from side_venv import child_env
 
 pytestmark = pytest.mark.conformance
 
-REF_DIR = Path(__file__).parent / "mmpose_ref"
-MAKE_VENV = REF_DIR / "make_venv.sh"
 DUMP = REF_DIR / "mmpose_dump.py"
 IMAGE = DATA_DIR / "grace_hopper.jpg"  # matplotlib's sample photo (512x600, public domain)
 # x1, y1, x2, y2 in pixels, float: the person, the face, one box partly outside the image
@@ -56,38 +53,6 @@ TIE_TOL = LOGIT_ATOL
 MAX_TIES = 8
 
 
-def _require_env() -> bool:
-    return os.environ.get("DWPOSE_EDGE_REQUIRE_CONFORMANCE") == "1" or os.environ.get("CI", "").lower() in (
-        "1", "true", "yes")
-
-
-def _venv_dir() -> Path:
-    default = Path.home() / ".cache" / "dwpose_edge" / "mmpose-venv"
-    return Path(os.environ.get("DWPOSE_EDGE_MMPOSE_VENV", default))
-
-
-@pytest.fixture(scope="session")
-def mmpose_python() -> str:
-    """Path of the python in the mmpose 1.3.2 venv (built on first use, then cached)."""
-    if shutil.which("bash") is None:
-        pytest.skip("conformance venv needs bash (tests/mmpose_ref/make_venv.sh)")
-    env = child_env()
-    env["DWPOSE_EDGE_MMPOSE_VENV"] = str(_venv_dir())
-    env.setdefault("DWPOSE_EDGE_MMPOSE_PYTHON", sys.executable)
-    # Same torch as this environment (logits bit-identical), but NOT our OpenCV: the venv keeps the
-    # OpenCV 4.x that mmpose users run (make_venv.sh's default), so equal crops prove fidelity.
-    import torch
-
-    env.setdefault("DWPOSE_EDGE_MMPOSE_TORCH", "torch==" + torch.__version__.split("+")[0])
-    proc = subprocess.run(["bash", str(MAKE_VENV)], env=env, capture_output=True, text=True, timeout=3600)
-    if proc.returncode == 3 and not _require_env():
-        pytest.skip("mmpose 1.3.2 venv cannot be built: the package index is unreachable "
-                    f"({proc.stderr.strip().splitlines()[-1]}); set CI=true to make this a failure")
-    if proc.returncode != 0:
-        pytest.fail(f"tests/mmpose_ref/make_venv.sh failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="session")
 def ref(mmpose_python: str) -> dict:
     """mmpose's dump (keys.json, dump.npz, checkpoints), cached by a hash of scripts + inputs."""
@@ -98,7 +63,7 @@ def ref(mmpose_python: str) -> dict:
     h.update(stamp.read_bytes() if stamp.exists() else b"")
     h.update(json.dumps([BOXES, SEED, RUN_VARIANTS, LOGIT_VARIANTS]).encode())
     key = h.hexdigest()[:16]
-    root = _venv_dir().parent / "mmpose-dumps"
+    root = venv_dir().parent / "mmpose-dumps"
     out = root / key
     if not (out / "info.json").exists():
         root.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
+from .checkpoint import read_checkpoint
 from .cspnext import CSPNeXt
 from .rtmcc_head import RTMCCHead
 from .specs import NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, ModelSpec, get_spec
@@ -36,60 +37,21 @@ StateLike = Union[str, os.PathLike, Mapping[str, torch.Tensor]]
 
 
 def _read_state_dict(path_or_state: StateLike) -> Mapping[str, torch.Tensor]:
+    """The model weights of a checkpoint: its `state_dict` (never `ema_state_dict`), or the mapping itself."""
     if isinstance(path_or_state, Mapping):
         obj = path_or_state
     elif not isinstance(path_or_state, (str, os.PathLike)):
         raise WeightsError(f"weights must be a checkpoint path, a registry name, a state dict or 'random', "
                            f"got {type(path_or_state).__name__}")
     else:
-        path = os.fspath(path_or_state)
-        if not os.path.isfile(path):
-            raise WeightsError(f"checkpoint not found: {path}")
-        try:
-            with torch.serialization.safe_globals(_numpy_globals()):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt / unsafe pickles
-            raise WeightsError(
-                f"cannot read checkpoint {path}: {type(exc).__name__}: {_load_error_summary(exc)}"
-                " (is it a complete mmpose .pth file? re-download it; files needing arbitrary pickled"
-                " objects are refused on purpose)") from exc
+        obj = read_checkpoint(path_or_state)
     if not isinstance(obj, Mapping):
         raise WeightsError(f"checkpoint holds a {type(obj).__name__}, expected a dict of tensors")
+    # mmengine checkpoints: the deployable (EMA-swapped) weights are in `state_dict`; Hugging Face
+    # DWPose files also carry `ema_state_dict`, which after EMAHook's swap holds the raw weights.
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     return obj
-
-
-def _numpy_globals() -> list:
-    """numpy array reconstruction, allowed in weights-only loading: mmengine stores numpy arrays
-    (dataset_meta sigmas, joint weights) in a checkpoint's `meta`. No other globals are allowed."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct, scalar
-    # Checkpoints written under numpy 1 (all mmpose/DWPose releases: mmpose pins numpy<2) name
-    # `numpy.core.multiarray._reconstruct`; under numpy 2 the function lives in numpy._core and
-    # torch matches globals by name, so allow both spellings explicitly.
-    aliases = [(_reconstruct, f"{mod}.multiarray._reconstruct") for mod in ("numpy.core", "numpy._core")]
-    aliases += [(scalar, f"{mod}.multiarray.scalar") for mod in ("numpy.core", "numpy._core")]
-    # mmpose's dataset_meta holds float32 (sigmas, joint weights) and uint8 (colors) arrays:
-    # allow every numeric dtype class (bool, ints, uints, floats).
-    dtypes = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdg"]
-    return aliases + [_reconstruct, scalar, np.ndarray, np.dtype] + list(dict.fromkeys(dtypes))
-
-
-def _load_error_summary(exc: Exception) -> str:
-    """The informative line of a torch.load error (e.g. 'Unsupported global: ...'), ANSI codes stripped."""
-    import re
-
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
-    lines = [ln for ln in lines if ln]
-    for ln in lines:
-        if "Unsupported global" in ln or "GLOBAL" in ln:
-            return ln[:300]
-    return (lines[0] if lines else "")[:300]
 
 
 def mmpose_to_model_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
