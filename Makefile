@@ -19,8 +19,6 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build here
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[$(EXTRAS)]"
-	# xtcocotools' PyPI wheel is built against numpy 1; build it against the installed numpy 2
-	$(PIP) install -q cython setuptools && $(PIP) install -q --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
 	touch $@
 
 # The main job: accuracy vs latency of every installed runtime and precision on the same crops,

@@ -34,7 +34,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_report(report, args.out)
     else:
         from .bench.runner import PRECISIONS, RUNTIMES, run_bench
+        from .cli import _warn_without_evaluator
 
+        _warn_without_evaluator("the report has latency and pixel-agreement columns but no AP")
         if (args.data is None) != (args.images is None):
             raise DwposeEdgeError("--data and --images go together (COCO-WholeBody json and its image folder)")
         options = dict(QUICK) if args.quick else {}

@@ -94,6 +94,8 @@ def _csv(text: str) -> list[str]:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export.pipeline import export_model
 
+    if "int8" in _csv(args.precision):
+        _warn_without_evaluator("the int8 gate checks keypoint agreement only, not the AP drop")
     path = export_model(args.model, args.weights, args.out, targets=_csv(args.to), precisions=_csv(args.precision),
                         threads=args.threads, calib=args.calib, calib_images=args.calib_images,
                         allow_accuracy_loss=args.allow_accuracy_loss)
@@ -101,9 +103,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_without_evaluator(consequence: str) -> None:
+    """One line up front when no COCO-WholeBody evaluator imports and a command only loses its AP numbers."""
+    from .train.evaluator import EvaluationUnavailable, require_evaluator
+
+    try:
+        require_evaluator()
+    except EvaluationUnavailable as exc:
+        print(f"dwpose-edge: note: {exc}; until then {consequence}", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
+    from .train.evaluator import require_evaluator
     from .train.trainer import TrainConfig, load_config_file, train
 
     options = load_config_file(args.config) if args.config else {}
@@ -115,33 +128,55 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key in ("ann", "images"):
         if not options.get(key):
             raise DwposeEdgeError(f"train needs --{key} (or '{key}' in the --config file)")
-    final = train(TrainConfig.from_dict(options))
+    config = TrainConfig.from_dict(options)
+    for key in ("ann", "images", "val_ann", "val_images"):
+        path = getattr(config, key)
+        if path and not os.path.exists(path):
+            raise DwposeEdgeError(f"--{key.replace('_', '-')} {path} does not exist; pass an existing "
+                                  f"{'folder' if key.endswith('images') else 'json file'} (or fix it in --config)")
+    if config.val_ann:  # periodic validation: find a missing evaluator now, not after the first epochs
+        require_evaluator()
+    final = train(config)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"final checkpoint: {final}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .train.evaluator import load_backend
+
+    backend = load_backend(args.evaluator)  # before any model loading or inference
+    for flag, path in (("--ann", args.ann), ("--images", args.images), ("--det-file", args.det_file)):
+        if path is not None and not os.path.exists(path):
+            raise DwposeEdgeError(f"{flag} {path} does not exist; pass an existing "
+                                  f"{'folder' if flag == '--images' else 'json file'}")
     from .train.evaluate import evaluate_estimator, format_results
 
     est = _estimator(args)
     results = evaluate_estimator(est, args.ann, args.images, use_gt_boxes=args.det_file is None,
-                                 det_file=args.det_file, max_images=args.max_images)
+                                 det_file=args.det_file, max_images=args.max_images, evaluator=backend.name)
     print(format_results(results))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"evaluator: {backend.describe()}")
+    if args.out:  # parts at the top level (train.compare reads them), plus which evaluator scored them
+        Path(args.out).write_text(json.dumps({**results, "evaluator": backend.describe()}, indent=2))
     return 0
 
 
+MODEL_HELP = "model variant: dwpose-t, dwpose-s, dwpose-m, dwpose-l or dwpose-l-384 (default: %(default)s)"
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="dwpose-t")
+    p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
     p.add_argument("--weights", default=None, help="mmpose .pth path, registry name, or .onnx file")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino", "ncnn"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino", "ncnn"],
+                   help="inference engine (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="numeric precision; int8 exports and calibrates on first use (default: %(default)s)")
     p.add_argument("--model-dir", default=None, help="folder written by `dwpose-edge export`")
-    p.add_argument("--device", default=None)
-    p.add_argument("--flip-test", action="store_true")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu (default), cuda[:N], or an OpenVINO device name such as GPU")
+    p.add_argument("--flip-test", action="store_true",
+                   help="also run the mirrored crop and average, as mmpose's flip_test (about 2x the time)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the runtime (default: all usable cores)")
     p.add_argument("--calib", default=None, help="int8: calibration data for the export on first use (COCO-WholeBody "
                                                  "json with --calib-images, or an image folder; default: embedded set)")
     p.add_argument("--calib-images", dest="calib_images", default=None, help="image folder of --calib")
@@ -155,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="images, folders, videos")
     _add_model_args(p)
     p.add_argument("--detector", default="none", help="none (whole image), hog, yolox, or a YOLOX-style .onnx")
-    p.add_argument("--format", default="coco", choices=["coco", "openpose"])
+    p.add_argument("--format", default="coco", choices=["coco", "openpose"],
+                   help="JSON layout of --out: coco (133 keypoints) or openpose (ControlNet-style) "
+                        "(default: %(default)s)")
     p.add_argument("--out", default=None, help="write results as JSON here")
     p.add_argument("--draw", default=None, help="write drawings (PNG per image, MP4 per video) into this folder; "
                                                 "with --format openpose also <name>_openpose.png per image, the "
@@ -163,13 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export to ONNX / OpenVINO / ncnn, validate each against torch, write manifest.json")
-    p.add_argument("--model", default="dwpose-t")
+    p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
     p.add_argument("--weights", required=True,
                    help="mmpose .pth, registry name, 'random' (untrained), or an official .onnx file")
     p.add_argument("--to", default="onnx,openvino,ncnn", help="comma list of onnx, openvino, ncnn")
     p.add_argument("--precision", default="fp32,fp16", help="comma list of fp32, fp16, int8")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for validation and calibration (default: all usable cores)")
     p.add_argument("--calib", default=None,
                    help="int8 calibration data: COCO-WholeBody json (with --calib-images), boxes json "
                         '{"img.jpg": [[x1,y1,x2,y2], ...]} (with --calib-images), or a folder of images')
@@ -179,36 +217,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("train", help="TPD training: stage1 (distil), stage2 (head self-KD) or plain (GT only)")
-    p.add_argument("stage", choices=["stage1", "stage2", "plain"])
-    p.add_argument("--config", default=None, help="TOML/YAML/JSON file with TrainConfig fields")
-    p.add_argument("--student", default=None)
-    p.add_argument("--teacher", default=None)
-    p.add_argument("--teacher-weights", dest="teacher_weights", default=None)
+    p.add_argument("stage", choices=["stage1", "stage2", "plain"],
+                   help="stage1: distil a teacher into the student; stage2: the student's head distils its own "
+                        "features (backbone frozen); plain: ground truth only")
+    p.add_argument("--config", default=None,
+                   help="TOML/YAML/JSON file with TrainConfig fields; options given here override it")
+    p.add_argument("--student", default=None, help="student variant, e.g. dwpose-t (default: dwpose-t)")
+    p.add_argument("--teacher", default=None, help="stage1: the teacher's variant, e.g. dwpose-l")
+    p.add_argument("--teacher-weights", dest="teacher_weights", default=None,
+                   help="stage1: the teacher's checkpoint (.pth or registry name)")
     p.add_argument("--student-weights", dest="student_weights", default=None, help="stage2: the stage-1 checkpoint")
     p.add_argument("--init-weights", dest="init_weights", default=None,
                    help="stage1/plain: start the student from this checkpoint")
-    p.add_argument("--ann", default=None)
-    p.add_argument("--images", default=None)
-    p.add_argument("--val-ann", dest="val_ann", default=None)
-    p.add_argument("--val-images", dest="val_images", default=None)
-    p.add_argument("--out", default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--amp", action="store_true", default=None)
-    p.add_argument("--num-workers", dest="num_workers", type=int, default=None)
-    p.add_argument("--val-interval", dest="val_interval", type=int, default=None)
-    p.add_argument("--resume", default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--ann", default=None, help="training COCO-WholeBody annotations json")
+    p.add_argument("--images", default=None, help="image folder of --ann")
+    p.add_argument("--val-ann", dest="val_ann", default=None,
+                   help="validation annotations json: AP every --val-interval epochs (needs the train extra)")
+    p.add_argument("--val-images", dest="val_images", default=None, help="image folder of --val-ann")
+    p.add_argument("--out", "--work-dir", dest="out", default=None,
+                   help="folder for checkpoints and logs (--work-dir as in mmpose; default: work_dirs/dwpose)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 270 for stage1/plain, 60 for stage2)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                   help="images per step and process (default: 64)")
+    p.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (default: 4e-3)")
+    p.add_argument("--device", default=None, help="cpu (default) or cuda[:N]")
+    p.add_argument("--amp", action="store_true", default=None,
+                   help="mixed precision: float16 on CUDA, bfloat16 autocast on CPU")
+    p.add_argument("--num-workers", dest="num_workers", type=int, default=None,
+                   help="data loader processes (default: 2)")
+    p.add_argument("--val-interval", dest="val_interval", type=int, default=None,
+                   help="epochs between validations with --val-ann (default: 10; the last epoch always)")
+    p.add_argument("--resume", default=None, help="continue from a checkpoint of this trainer, e.g. OUT/latest.pth")
+    p.add_argument("--seed", type=int, default=None, help="seed of initialisation, shuffling and augmentation")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="COCO-WholeBody AP per part of any runtime on a COCO-WholeBody json")
     _add_model_args(p)
-    p.add_argument("--ann", required=True)
-    p.add_argument("--images", required=True)
+    p.add_argument("--ann", required=True, help="COCO-WholeBody annotations json (ground truth)")
+    p.add_argument("--images", required=True, help="image folder of --ann")
     p.add_argument("--det-file", default=None, help="COCO person detections json (default: ground-truth boxes)")
-    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--max-images", type=int, default=None,
+                   help="score only the first N images (by id), against those images only")
+    p.add_argument("--evaluator", default=None, choices=["xtcocotools", "xthotcoco"],
+                   help="COCOeval implementation (default: xtcocotools when it imports, else xthotcoco; "
+                        "same numbers)")
     p.add_argument("--out", default=None, help="write the AP table as JSON here")
     p.set_defaults(func=cmd_eval)
 
@@ -219,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
 
     p = sub.add_parser("demo", help="run the embedded model on the bundled photos")
-    p.add_argument("--model", default="dwpose-t")
-    p.add_argument("--out", default="out/demo")
+    p.add_argument("--model", default="dwpose-t", help=MODEL_HELP + "; untrained unless embedded")
+    p.add_argument("--out", default="out/demo", help="folder for the drawings (default: %(default)s)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,21 +1,43 @@
-"""COCO-WholeBody evaluation: perfect predictions score 1.0 in every part, noisy ones strictly less."""
+"""COCO-WholeBody evaluation: perfect predictions score 1.0 in every part, noisy ones strictly less;
+xthotcoco (what the train extra installs) and xtcocotools (when one imports) give the same numbers."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
-try:  # the PyPI wheel is a numpy-1 build; it must be built from source under numpy 2
-    import xtcocotools.cocoeval  # noqa: F401
-except Exception as exc:  # ImportError, or ValueError on a numpy ABI mismatch
-    pytest.skip(f"xtcocotools unusable ({exc}); install: pip install numpy cython setuptools && pip install "
-                "--no-build-isolation --no-binary xtcocotools xtcocotools", allow_module_level=True)
-
+from dwpose_edge.data import DATA_DIR
 from dwpose_edge.train.evaluate import (EVAL_PARTS, STATS_NAMES, WHOLEBODY_SIGMAS, evaluate_estimator,
                                         evaluate_predictions, instance_score, oks_nms)
+from dwpose_edge.train.evaluator import EvaluationUnavailable, load_backend
+
+
+def _unusable(name: str) -> str | None:
+    try:
+        load_backend(name)
+    except EvaluationUnavailable as exc:
+        return str(exc)
+    return None
+
+
+XTCOCOTOOLS_MISSING = _unusable("xtcocotools")
+# xthotcoco comes with the train extra on Python >= 3.10: there it must import, never skip
+EVALUATORS = [pytest.param("xthotcoco", marks=pytest.mark.skipif(sys.version_info < (3, 10),
+                                                                   reason="xthotcoco needs Python >= 3.10")),
+              pytest.param("xtcocotools", marks=pytest.mark.skipif(
+                  XTCOCOTOOLS_MISSING is not None,
+                  reason=f"xtcocotools not importable (a fresh `make venv` has only xthotcoco): "
+                         f"{XTCOCOTOOLS_MISSING}"))]
+
+
+@pytest.fixture(params=EVALUATORS)
+def evaluator(request):
+    return request.param
 
 CUTS = {"keypoints": (0, 17), "foot_kpts": (17, 23), "face_kpts": (23, 91),
         "lefthand_kpts": (91, 112), "righthand_kpts": (112, 133)}
@@ -73,24 +95,24 @@ def test_sigmas_are_the_official_ones():
     np.testing.assert_array_equal(WHOLEBODY_SIGMAS[91:112], WHOLEBODY_SIGMAS[112:133])
 
 
-def test_perfect_predictions_score_one(gt):
+def test_perfect_predictions_score_one(gt, evaluator):
     ann_file, _, truth = gt
-    res = evaluate_predictions(ann_file, _preds(truth))
+    res = evaluate_predictions(ann_file, _preds(truth), evaluator=evaluator)
     assert list(res) == list(EVAL_PARTS)
     for part in EVAL_PARTS:
         assert list(res[part]) == list(STATS_NAMES)
         assert res[part]["AP"] == pytest.approx(1.0) and res[part]["AR"] == pytest.approx(1.0), part
 
 
-def test_noise_lowers_every_part(gt):
+def test_noise_lowers_every_part(gt, evaluator):
     ann_file, _, truth = gt
-    clean = evaluate_predictions(ann_file, _preds(truth))
-    noisy = evaluate_predictions(ann_file, _preds(truth, noise=10.0))
+    clean = evaluate_predictions(ann_file, _preds(truth), evaluator=evaluator)
+    noisy = evaluate_predictions(ann_file, _preds(truth, noise=10.0), evaluator=evaluator)
     for part in EVAL_PARTS:
         assert 0.0 <= noisy[part]["AP"] < clean[part]["AP"], part
     # faces have the smallest sigmas: the same pixel noise hurts them more than the body
     assert noisy["face"]["AP"] < noisy["body"]["AP"]
-    worse = evaluate_predictions(ann_file, _preds(truth, noise=30.0))
+    worse = evaluate_predictions(ann_file, _preds(truth, noise=30.0), evaluator=evaluator)
     assert worse["wholebody"]["AP"] <= noisy["wholebody"]["AP"]
 
 
@@ -110,7 +132,7 @@ def test_oks_nms_drops_duplicates():
     assert sorted(keep.tolist()) == [1, 2]
 
 
-def test_evaluate_estimator_with_oracle(gt):
+def test_evaluate_estimator_with_oracle(gt, evaluator):
     ann_file, img_dir, truth = gt
     boxes_seen = []
 
@@ -125,12 +147,12 @@ def test_evaluate_estimator_with_oracle(gt):
             kpts = np.stack([by_box[tuple(b)] for b in boxes.tolist()])
             return SimpleNamespace(keypoints=kpts, scores=np.ones(kpts.shape[:2]))
 
-    res = evaluate_estimator(Oracle(), ann_file, img_dir, progress=False)
+    res = evaluate_estimator(Oracle(), ann_file, img_dir, progress=False, evaluator=evaluator)
     assert len(boxes_seen) == 4  # the crowd annotation is not predicted on
     for part in EVAL_PARTS:
         assert res[part]["AP"] == pytest.approx(1.0), part
     # a subset of images is scored against those images only
-    sub = evaluate_estimator(Oracle(), ann_file, img_dir, progress=False, max_images=1)
+    sub = evaluate_estimator(Oracle(), ann_file, img_dir, progress=False, max_images=1, evaluator=evaluator)
     assert sub["wholebody"]["AP"] == pytest.approx(1.0)
 
 
@@ -171,12 +193,55 @@ print(json.dumps({"printed": printed, "returned": list(res.values())}))
 '''
 
 
+def _val_predictions(noise: float, seed: int, duplicates: bool) -> list[dict]:
+    """Noisy copies of the bundled validation set's ground truth, random keypoint and box scores."""
+    rng = np.random.default_rng(seed)
+    gt = json.loads((DATA_DIR / "val" / "annotations.json").read_text())
+    preds = []
+    for ann in gt["annotations"]:
+        kp = np.concatenate([np.reshape(ann[field], (-1, 3)) for field in CUTS])
+        for copy in range(2 if duplicates else 1):  # a noisier second copy exercises OKS-NMS and FP ranking
+            preds.append({"image_id": ann["image_id"], "id": len(preds),
+                          "keypoints": kp[:, :2] + rng.normal(0, noise * (1 + copy), (133, 2)),
+                          "keypoint_scores": rng.uniform(0, 1, 133), "bbox_score": float(rng.uniform(0.5, 1)),
+                          "area": ann["bbox"][2] * ann["bbox"][3] * 1.5})
+    return preds
+
+
+@pytest.mark.skipif(XTCOCOTOOLS_MISSING is not None,
+                    reason=f"no xtcocotools to compare xthotcoco with (the default install has only xthotcoco; "
+                           f"build it with: pip install --no-binary xtcocotools xtcocotools): {XTCOCOTOOLS_MISSING}")
+@pytest.mark.parametrize("noise, duplicates, image_ids", [(0.0, False, None), (2.0, False, None),
+                                                         (5.0, True, None), (3.0, True, [1, 2, 3, 5, 8, 13, 21])])
+def test_xthotcoco_equals_xtcocotools(noise, duplicates, image_ids):
+    """All 10 stats of all six iouTypes are identical, not merely close (measured: max difference 0.0)."""
+    ann_file = DATA_DIR / "val" / "annotations.json"
+    preds = _val_predictions(noise, seed=int(noise * 10) + duplicates, duplicates=duplicates)
+    xt = evaluate_predictions(ann_file, preds, image_ids=image_ids, evaluator="xtcocotools")
+    hot = evaluate_predictions(ann_file, preds, image_ids=image_ids, evaluator="xthotcoco")
+    assert hot == xt
+    ap = [xt[part]["AP"] for part in EVAL_PARTS]
+    assert len(set(ap)) > 1 and all(-1 < a <= 1 for a in ap)  # real, differing numbers, not all 0 or -1
+    if image_ids is not None:  # the subset restriction reaches both engines
+        full = evaluate_predictions(ann_file, preds, evaluator="xthotcoco")
+        assert full["wholebody"] != hot["wholebody"]
+
+
+def test_default_evaluator_prefers_xtcocotools():
+    expected = "xthotcoco" if XTCOCOTOOLS_MISSING else "xtcocotools"
+    assert load_backend().name == expected
+    assert load_backend("xthotcoco").iou_type("body") == "keypoints"  # xthotcoco's name for the body part
+    assert load_backend("xthotcoco").iou_type("face") == "keypoints_face"
+    with pytest.raises(EvaluationUnavailable, match="unknown COCO-WholeBody evaluator 'pycocotools'"):
+        load_backend("pycocotools")
+
+
 @pytest.mark.conformance
-def test_matches_mmpose_cocowholebody_metric(gt, tmp_path):
+@pytest.mark.parametrize("evaluator", EVALUATORS)
+def test_matches_mmpose_cocowholebody_metric(gt, tmp_path, evaluator):
     """Rescoring, OKS-NMS (duplicates on purpose) and the six COCOeval runs agree with CocoWholeBodyMetric."""
     import os
     import subprocess
-    from pathlib import Path
 
     venv = Path(os.environ.get("DWPOSE_EDGE_MMPOSE_VENV", Path.home() / ".cache/dwpose_edge/mmpose-venv"))
     if not (venv / ".dwpose_edge_ready").is_file():
@@ -195,7 +260,8 @@ def test_matches_mmpose_cocowholebody_metric(gt, tmp_path):
                           str(Path(__file__).parent / "mmpose_ref")], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     ref = json.loads(run.stdout.strip().splitlines()[-1])
-    mine = evaluate_predictions(ann_file, [dict(p, area=p["scale"][0] * p["scale"][1]) for p in preds])
+    mine = evaluate_predictions(ann_file, [dict(p, area=p["scale"][0] * p["scale"][1]) for p in preds],
+                                evaluator=evaluator)
     flat = [mine[part][name] for part in EVAL_PARTS for name in STATS_NAMES]
     np.testing.assert_allclose(flat, ref["printed"], atol=5e-4)  # mmpose prints 3 decimals
     np.testing.assert_allclose([mine["wholebody"][n] for n in STATS_NAMES], ref["returned"], rtol=1e-12)

@@ -2,5 +2,5 @@
 
 - `data`: `WholeBodyDataset`, `AugConfig` (RTMPose train pipeline, SimCC targets)
 - `losses`: `KLDiscretLoss`, `FeatureLoss`, `LogitLoss`, `Stage1Loss`, `Stage2Loss`, `distill_weight`
-- `evaluate`: `evaluate_estimator`, `evaluate_predictions` (needs xtcocotools built for numpy 2)
+- `evaluate`: `evaluate_estimator`, `evaluate_predictions` (COCOeval from xtcocotools or xthotcoco: `evaluator`)
 """

@@ -8,16 +8,14 @@ score_mode='bbox_keypoint', keypoint_score_thr=0.2, nms_mode='oks_nms', nms_thr=
    with ground-truth boxes the box score is 1;
 2. OKS-NMS per image at 0.9 with the 133 whole-body sigmas, areas = product of the aspect-fixed
    padded box scale (mmpose's `bbox_scales`);
-3. xtcocotools `COCOeval` six times, iouType keypoints_body / _foot / _face / _lefthand / _righthand
-   / _wholebody, with that part's slice of the official sigmas (COCO-WholeBody repo =
-   mmpose `configs/_base_/datasets/coco_wholebody.py`), `use_area=True`.
+3. `COCOeval` six times, iouType keypoints_body / _foot / _face / _lefthand / _righthand / _wholebody,
+   with that part's slice of the official sigmas (COCO-WholeBody repo = mmpose
+   `configs/_base_/datasets/coco_wholebody.py`), `use_area=True`; from xtcocotools (what mmpose
+   uses) when it imports, else from xthotcoco (same numbers, wheels for numpy 2; see `evaluator`).
 
 mmpose only returns the whole-body numbers (the parts are printed); here every part is returned:
 {'body': {'AP': .., 'AP .5': .., ..., 'AR (L)': ..}, 'foot': .., 'face': .., 'lefthand': ..,
 'righthand': .., 'wholebody': ..}. A part with no labelled ground truth reports -1, as COCOeval.
-
-xtcocotools must be built against the installed numpy (the PyPI wheel targets numpy 1):
-    pip install numpy cython setuptools && pip install --no-build-isolation --no-binary xtcocotools xtcocotools
 """
 from __future__ import annotations
 
@@ -37,6 +35,7 @@ from dwpose_edge.models.specs import NUM_KEYPOINTS
 from dwpose_edge.preprocess import boxes_to_center_scale
 
 from .data import load_wholebody_instances
+from .evaluator import EvaluationUnavailable, load_backend
 
 EVAL_PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
 STATS_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
@@ -61,22 +60,6 @@ WHOLEBODY_SIGMAS = np.array([
     0.021, 0.032, 0.020, 0.019, 0.022, 0.031,
 ])
 assert WHOLEBODY_SIGMAS.shape == (NUM_KEYPOINTS,)
-
-
-class EvaluationUnavailable(ImportError):
-    """xtcocotools is missing or was built against another numpy."""
-
-
-def _xtcocotools():
-    try:
-        from xtcocotools.coco import COCO
-        from xtcocotools.cocoeval import COCOeval
-    except (ImportError, ValueError) as exc:  # a numpy-1 wheel under numpy 2 raises ValueError/ImportError
-        raise EvaluationUnavailable(
-            f"COCO-WholeBody evaluation needs xtcocotools built for numpy {np.__version__} ({exc}); install it "
-            "with: pip install numpy cython setuptools && pip install --no-build-isolation --no-binary xtcocotools "
-            "xtcocotools") from exc
-    return COCO, COCOeval
 
 
 def instance_score(keypoint_scores: np.ndarray, bbox_score: float = 1.0, thr: float = 0.2) -> float:
@@ -135,7 +118,7 @@ def _prediction_entries(predictions: Iterable[dict], score_thr: float, nms_thr: 
             e = {"image_id": image_id, "category_id": 1, "score": it["score"]}
             for field, a, b in RESULT_FIELDS:
                 e[field] = flat[a:b].reshape(-1).tolist()
-            for part in EVAL_PARTS:  # xtcocotools looks for '<part>_score' and warns before using 'score'
+            for part in EVAL_PARTS:  # the evaluators look for '<part>_score' (xtcocotools warns, then uses 'score')
                 e[f"{part}_score"] = it["score"]
             entries.append(e)
     return entries
@@ -143,19 +126,21 @@ def _prediction_entries(predictions: Iterable[dict], score_thr: float, nms_thr: 
 
 def evaluate_predictions(ann_file: str | os.PathLike, predictions: Iterable[dict], *,
                          image_ids: Sequence[int] | None = None, keypoint_score_thr: float = 0.2,
-                         nms_thr: float | None = 0.9, verbose: bool = False) -> dict[str, dict[str, float]]:
+                         nms_thr: float | None = 0.9, verbose: bool = False,
+                         evaluator: str | None = None) -> dict[str, dict[str, float]]:
     """Score whole-body predictions against a COCO-WholeBody ground-truth json.
 
     `predictions`: dicts with `image_id`, `keypoints` (133,2) image pixels, `keypoint_scores` (133,),
     optional `bbox_score` (default 1), `area` (default: keypoint extent), `id` (unique per person).
     `image_ids` restricts the evaluation to those images (default: every image of the json, as
-    mmpose). `nms_thr=None` skips OKS-NMS. Returns {part: {stat name: value}} for EVAL_PARTS.
+    mmpose). `nms_thr=None` skips OKS-NMS. `evaluator`: 'xtcocotools' or 'xthotcoco' (default: the
+    first that imports, see `evaluator.load_backend`). Returns {part: {stat name: value}} for EVAL_PARTS.
     """
-    COCO, COCOeval = _xtcocotools()
+    backend = load_backend(evaluator)
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        gt = COCO(os.fspath(ann_file))
+        gt = backend.COCO(os.fspath(ann_file))
         entries = _prediction_entries(predictions, keypoint_score_thr, nms_thr)
         dt = gt.loadRes(entries) if entries else None
         results: dict[str, dict[str, float]] = {}
@@ -164,8 +149,9 @@ def evaluate_predictions(ann_file: str | os.PathLike, predictions: Iterable[dict
                 results[part] = {name: 0.0 for name in STATS_NAMES}
                 continue
             a, b = PART_SLICES[part]
-            ev = COCOeval(gt, dt, f"keypoints_{part}", WHOLEBODY_SIGMAS[a:b], use_area=True)
-            ev.params.useSegm = None
+            ev = backend.COCOeval(gt, dt, backend.iou_type(part), WHOLEBODY_SIGMAS[a:b], use_area=True)
+            if backend.name == "xtcocotools":
+                ev.params.useSegm = None
             if image_ids is not None:
                 ev.params.imgIds = sorted(int(i) for i in image_ids)
             ev.evaluate()
@@ -203,7 +189,7 @@ def _load_det_boxes(det_file: str | os.PathLike) -> dict[int, tuple[np.ndarray, 
 def evaluate_estimator(estimator: Callable[..., Any], ann_file: str | os.PathLike, image_dir: str | os.PathLike,
                        use_gt_boxes: bool = True, progress: bool = True, *, det_file: str | os.PathLike | None = None,
                        max_images: int | None = None, keypoint_score_thr: float = 0.2, nms_thr: float | None = 0.9,
-                       verbose: bool = False) -> dict[str, dict[str, float]]:
+                       verbose: bool = False, evaluator: str | None = None) -> dict[str, dict[str, float]]:
     """Run an Estimator (anything called as `est(image_bgr, boxes_xyxy)` returning `.keypoints` (N,133,2)
     and `.scores` (N,133)) over a COCO-WholeBody split and score it per part.
 
@@ -212,7 +198,9 @@ def evaluate_estimator(estimator: Callable[..., Any], ann_file: str | os.PathLik
     boxes of `det_file` (COCO detection results, e.g. COCO_val2017_detections_AP_H_56_person.json,
     which the official numbers use) with their scores. `max_images` evaluates only the first images
     (sorted by id) and restricts COCOeval to them. Flip test is whatever the estimator is set to.
+    `evaluator` is checked before any inference (EvaluationUnavailable when it cannot import).
     """
+    load_backend(evaluator)
     if not use_gt_boxes and det_file is None:
         raise ValueError("use_gt_boxes=False needs det_file= (COCO person detection results json)")
     with open(ann_file) as f:
@@ -261,7 +249,8 @@ def evaluate_estimator(estimator: Callable[..., Any], ann_file: str | os.PathLik
                                 "keypoint_scores": np.asarray(result.scores[j]), "bbox_score": float(box_scores[j]),
                                 "area": float(areas[j])})
     return evaluate_predictions(ann_file, predictions, image_ids=image_ids if max_images is not None else None,
-                                keypoint_score_thr=keypoint_score_thr, nms_thr=nms_thr, verbose=verbose)
+                                keypoint_score_thr=keypoint_score_thr, nms_thr=nms_thr, verbose=verbose,
+                                evaluator=evaluator)
 
 
 __all__ = ["evaluate_estimator", "evaluate_predictions", "format_results", "instance_score", "oks_nms", "oks_iou",

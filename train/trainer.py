@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from dwpose_edge.errors import DwposeEdgeError
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
 from dwpose_edge.models.specs import NUM_KEYPOINTS, PARTS, SIMCC_SPLIT_RATIO
@@ -28,6 +29,36 @@ from dwpose_edge.train.schedule import ExpMomentumEMA, learning_rate, param_grou
 from dwpose_edge.train.sync_bn import convert_sync_bn
 
 STAGES = ("stage1", "stage2", "plain")
+
+
+class TrainConfigError(DwposeEdgeError, ValueError):
+    """A training option or config file is invalid; the message names the option or file and what is wanted."""
+
+
+class TrainConfigNotFound(DwposeEdgeError, FileNotFoundError):
+    """A config file, or the base file it names, does not exist."""
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_type(name: str, annotation: str, value: Any) -> Any:
+    """`value` if it fits a field annotated `annotation` (e.g. 'int | None'); YAML's '4e-3' strings become floats."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return value
+    wanted = [k for k in kinds if k != "None"]
+    if len(wanted) != 1 or wanted[0] not in _SCALARS:
+        return value  # dicts and the like: checked where they are used
+    kind = wanted[0]
+    if isinstance(value, str) and kind == "float":
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, _SCALARS[kind]) and not (isinstance(value, bool) and kind != "bool"):
+        return value
+    raise TrainConfigError(f"training option {name} must be {annotation}, got {value!r} ({type(value).__name__})")
 
 
 @dataclass
@@ -82,11 +113,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
+        types = {f.name: str(f.type) for f in fields(cls)}
+        unknown = sorted(set(d) - set(types))
         if unknown:
-            raise ValueError(f"unknown training options {unknown}; valid: {sorted(names)}")
-        return cls(**d)
+            raise TrainConfigError(f"unknown training options {unknown}; valid: {sorted(types)}")
+        return cls(**{k: _check_type(k, types[k], v) for k, v in d.items()})
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -102,16 +133,16 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 def _load_config(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     path = path.resolve()
     if path in chain:
-        raise ValueError(f"config {path} inherits from itself: {' -> '.join(str(p) for p in chain + (path,))}")
+        raise TrainConfigError(f"config {path} inherits from itself: {' -> '.join(str(p) for p in chain + (path,))}")
     if not path.is_file():
         via = f" (base of {chain[-1]})" if chain else ""
-        raise FileNotFoundError(f"config file {path} not found{via}")
+        raise TrainConfigNotFound(f"config file {path} not found{via}")
     options = _parse_config(path)
     base = options.pop("base", None)
     if base is None:
         return options
     if not isinstance(base, str):
-        raise ValueError(f"{path}: 'base' must be a file name, got {base!r}")
+        raise TrainConfigError(f"{path}: 'base' must be a file name, got {base!r}")
     return _merge(_load_config(path.parent / base, chain + (path,)), options)
 
 
@@ -122,12 +153,20 @@ def _parse_config(path: Path) -> dict[str, Any]:
             import tomllib
         except ImportError:  # Python < 3.11
             import tomli as tomllib  # type: ignore[no-redef]
-        return dict(tomllib.loads(text))
-    if path.suffix in (".yaml", ".yml"):
+        fmt, errors, parse = "TOML", (ValueError,), tomllib.loads
+    elif path.suffix in (".yaml", ".yml"):
         import yaml
 
-        return dict(yaml.safe_load(text) or {})
-    return dict(json.loads(text))
+        fmt, errors, parse = "YAML", (yaml.YAMLError,), lambda t: yaml.safe_load(t) or {}
+    else:
+        fmt, errors, parse = "JSON (config files are .toml, .yaml/.yml or .json)", (ValueError,), json.loads
+    try:
+        options = parse(text)
+    except errors as exc:
+        raise TrainConfigError(f"{path} is not valid {fmt}: {' '.join(str(exc).split())}") from exc
+    if not isinstance(options, dict):
+        raise TrainConfigError(f"{path} must hold a table of TrainConfig fields, got a {type(options).__name__}")
+    return dict(options)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -189,11 +228,11 @@ def _keypoint_weights(part_weights: dict[str, float] | None) -> torch.Tensor | N
         return None
     unknown = sorted(set(part_weights) - set(PARTS))
     if unknown:
-        raise ValueError(f"unknown part_weights keys {unknown}; parts: {list(PARTS)}")
+        raise TrainConfigError(f"unknown part_weights keys {unknown}; parts: {list(PARTS)}")
     w = torch.ones(NUM_KEYPOINTS)
     for part, value in part_weights.items():
         if not (isinstance(value, (int, float)) and value >= 0):
-            raise ValueError(f"part_weights[{part!r}] must be a number >= 0, got {value!r}")
+            raise TrainConfigError(f"part_weights[{part!r}] must be a number >= 0, got {value!r}")
         lo, hi = PARTS[part]
         w[lo:hi] = float(value)
     return w
@@ -212,19 +251,20 @@ def _build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
             student.head.cls_y.weight.mul_(cfg.cls_init_scale)
     if cfg.init_weights:
         if cfg.stage == "stage2":
-            raise ValueError("stage2 starts from student_weights; init_weights is for stage1/plain")
+            raise TrainConfigError("stage2 starts from student_weights; init_weights is for stage1/plain")
         load_checkpoint(student, cfg.init_weights)
     if cfg.stage == "stage1":
         if not (cfg.teacher and cfg.teacher_weights):
-            raise ValueError("stage1 needs teacher and teacher_weights")
+            raise TrainConfigError("stage1 needs teacher and teacher_weights")
         teacher = load_checkpoint(build_model(cfg.teacher), cfg.teacher_weights)
         if teacher.spec.input_size != student.spec.input_size:
-            raise ValueError(f"teacher input {teacher.spec.input_size} differs from student {student.spec.input_size}")
+            raise TrainConfigError(f"teacher input {teacher.spec.input_size} differs from student "
+                                   f"{student.spec.input_size}")
         teacher.requires_grad_(False)
         return student, teacher
     if cfg.stage == "stage2":
         if not cfg.student_weights:
-            raise ValueError("stage2 needs student_weights (the stage-1 checkpoint)")
+            raise TrainConfigError("stage2 needs student_weights (the stage-1 checkpoint)")
         load_checkpoint(student, cfg.student_weights)
         teacher_head = student.head  # the trained stage-1 head is the teacher
         teacher_head.requires_grad_(False)
@@ -255,12 +295,15 @@ def _distributed() -> tuple[int, int, int]:
 def train(cfg: TrainConfig) -> Path:
     """Run the configured stage; returns the path of `final.pth` (mmpose format, EMA weights if enabled)."""
     if cfg.stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {cfg.stage!r}")
+        raise TrainConfigError(f"stage must be one of {STAGES}, got {cfg.stage!r}")
     for name in ("cls_init_scale", "sigma_scale", "clip_grad"):
         value = getattr(cfg, name)
         if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-    AugConfig.preset(cfg.aug)  # an unknown preset fails before any data is read
+            raise TrainConfigError(f"{name} must be > 0, got {value!r}")
+    try:
+        AugConfig.preset(cfg.aug)  # an unknown preset fails before any data is read
+    except ValueError as exc:
+        raise TrainConfigError(str(exc)) from exc
     keypoint_weights = _keypoint_weights(cfg.part_weights)
     epochs = cfg.epochs or (60 if cfg.stage == "stage2" else 270)
     rank, world, local_rank = _distributed()
