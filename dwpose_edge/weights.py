@@ -9,13 +9,16 @@ Registry
   Their filenames carry the first 8 hex digits of the file's sha256, which is what
   they are verified against (a prefix check; no full hash is published).
 * ``dwpose-t-hf`` ... ``dwpose-l-384-hf``, ``dwpose-l-384-hf-onnx``, ``yolox-l-hf-onnx``:
-  the files of the Hugging Face repository ``yzd-v/DWPose``. No hash is published
-  for them, so `WeightsEntry.sha256` is ``None`` and they are refused unless the
-  caller either gives a hash (``resolve_weights(name, sha256=...)``, checked like
-  any other) or opts in explicitly with ``allow_unverified=True`` (or the
-  environment variable ``DWPOSE_EDGE_ALLOW_UNVERIFIED=1``). The opt-in is the
-  decision; it is honoured silently (no warning), and the sha256 of what was
-  downloaded is logged at INFO level so it can be pinned afterwards.
+  the files of the Hugging Face repository ``yzd-v/DWPose``, pinned to the full
+  sha256 and byte size of their Git LFS pointers (commit f7c16a3; no size is
+  recorded for ``dw-tt_ucoco.pth``). Their ``.pth`` files are mmengine training
+  checkpoints; `dwpose_edge.models.checkpoint` reads them weights-only.
+
+Every entry is verified by default: a download is checked against the entry's
+size (when known) and hash before it is renamed into the cache, and a cached copy
+is checked the first time it is used in a process. ``resolve_weights(name,
+sha256=...)`` replaces the pinned hash (and drops the pinned size) for a mirror
+that serves a different build of the file.
 
 Environment
 -----------
@@ -27,8 +30,6 @@ Environment
     from ``<base>/<filename>``. ``{source}`` in the value is replaced by the entry's
     source (``openmmlab`` / ``huggingface``) for mirrors that keep them apart.
     ``http://``, ``https://`` and ``file://`` are accepted.
-``DWPOSE_EDGE_ALLOW_UNVERIFIED``
-    ``1``/``true``/``yes``: accept entries without a known hash (see above).
 
 Safety: this module only streams and hashes bytes; it never unpickles anything.
 Checkpoints are loaded by `dwpose_edge.models.load_checkpoint` with
@@ -52,7 +53,7 @@ from typing import Dict, Optional, Tuple, Union
 from .errors import ChecksumError, WeightsError
 
 __all__ = [
-    "WeightsEntry", "REGISTRY", "CACHE_ENV", "MIRROR_ENV", "ALLOW_UNVERIFIED_ENV", "DEFAULT_TIMEOUT",
+    "WeightsEntry", "REGISTRY", "CACHE_ENV", "MIRROR_ENV", "DEFAULT_TIMEOUT",
     "cache_dir", "get_entry", "list_weights", "weights_for_model", "entry_url", "cached_path",
     "sha256_of_file", "sha256_from_filename", "verify_file", "download", "resolve_weights",
 ]
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "DWPOSE_EDGE_CACHE"
 MIRROR_ENV = "DWPOSE_EDGE_WEIGHTS_URL"
-ALLOW_UNVERIFIED_ENV = "DWPOSE_EDGE_ALLOW_UNVERIFIED"
 DEFAULT_TIMEOUT = 30.0  # seconds without data before a download gives up (per socket operation)
 _CHUNK = 1 << 20
 
@@ -102,8 +102,8 @@ def sha256_from_filename(filename: str) -> Optional[str]:
 class WeightsEntry:
     """One released file.
 
-    `sha256` is the full hex digest when it is known, an 8-hex prefix for OpenMMLab
-    files (taken from their filename), or None when nothing is published.
+    `sha256` is the full hex digest when it is published, else an 8-hex prefix (OpenMMLab
+    files carry one in their filename). `size` is the file's byte count when published.
     `model` is the DWPose variant the file fits (None for the person detector).
     """
 
@@ -111,9 +111,10 @@ class WeightsEntry:
     url: str
     filename: str
     model: Optional[str]
-    sha256: Optional[str]
+    sha256: str
     source: str  # "openmmlab" | "huggingface"
     kind: str  # "pth" | "onnx"
+    size: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.source not in _SOURCES:
@@ -128,20 +129,19 @@ class WeightsEntry:
             raise ValueError(f"{self.name}: url {self.url!r} does not end with /{self.filename}")
         if self.model is not None and self.model not in _VARIANTS:
             raise ValueError(f"{self.name}: unknown model variant {self.model!r}; choose one of {_VARIANTS}")
-        if self.sha256 is not None:
-            object.__setattr__(self, "sha256", _normalize_sha256(self.sha256, f"{self.name}: sha256"))
-            in_name = sha256_from_filename(self.filename)
-            if in_name is not None and not (self.sha256.startswith(in_name) or in_name.startswith(self.sha256)):
-                raise ValueError(f"{self.name}: sha256 {self.sha256} contradicts the {in_name} in the filename")
-
-    @property
-    def verified(self) -> bool:
-        """True when the registry knows (part of) the file's sha256."""
-        return self.sha256 is not None
+        if self.sha256 is None:
+            raise ValueError(f"{self.name}: sha256 is required (a full digest or the 8-hex prefix of an "
+                             "OpenMMLab filename); every registry file is verified")
+        object.__setattr__(self, "sha256", _normalize_sha256(self.sha256, f"{self.name}: sha256"))
+        in_name = sha256_from_filename(self.filename)
+        if in_name is not None and not (self.sha256.startswith(in_name) or in_name.startswith(self.sha256)):
+            raise ValueError(f"{self.name}: sha256 {self.sha256} contradicts the {in_name} in the filename")
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
+            raise ValueError(f"{self.name}: size must be a positive byte count or None, got {self.size!r}")
 
     @property
     def sha256_is_prefix(self) -> bool:
-        return self.sha256 is not None and len(self.sha256) < 64
+        return len(self.sha256) < 64
 
 
 def _openmmlab(name: str, filename: str) -> WeightsEntry:
@@ -149,10 +149,10 @@ def _openmmlab(name: str, filename: str) -> WeightsEntry:
                         sha256=sha256_from_filename(filename), source="openmmlab", kind="pth")
 
 
-def _hf(name: str, filename: str, model: Optional[str]) -> WeightsEntry:
+def _hf(name: str, filename: str, model: Optional[str], sha256: str, size: Optional[int]) -> WeightsEntry:
     kind = filename.rsplit(".", 1)[1]
     return WeightsEntry(name=name, url=_HF_BASE + filename, filename=filename, model=model,
-                        sha256=None, source="huggingface", kind=kind)
+                        sha256=sha256, source="huggingface", kind=kind, size=size)
 
 
 REGISTRY: Dict[str, WeightsEntry] = {
@@ -163,14 +163,23 @@ REGISTRY: Dict[str, WeightsEntry] = {
         _openmmlab("dwpose-m", "rtmpose-m_simcc-ucoco_dw-ucoco_270e-256x192-c8b76419_20230728.pth"),
         _openmmlab("dwpose-l", "rtmpose-l_simcc-ucoco_dw-ucoco_270e-256x192-4d6dfc62_20230728.pth"),
         _openmmlab("dwpose-l-384", "rtmpose-l_simcc-ucoco_dw-ucoco_270e-384x288-2438fd99_20230728.pth"),
-        # Hugging Face yzd-v/DWPose: no published hashes (sha256=None).
-        _hf("dwpose-t-hf", "dw-tt_ucoco.pth", "dwpose-t"),
-        _hf("dwpose-s-hf", "dw-ss_ucoco.pth", "dwpose-s"),
-        _hf("dwpose-m-hf", "dw-mm_ucoco.pth", "dwpose-m"),
-        _hf("dwpose-l-hf", "dw-ll_ucoco.pth", "dwpose-l"),
-        _hf("dwpose-l-384-hf", "dw-ll_ucoco_384.pth", "dwpose-l-384"),
-        _hf("dwpose-l-384-hf-onnx", "dw-ll_ucoco_384.onnx", "dwpose-l-384"),
-        _hf("yolox-l-hf-onnx", "yolox_l.onnx", None),  # the person detector DWPose's demo uses
+        # Hugging Face yzd-v/DWPose: sha256 and size of the Git LFS pointers at commit f7c16a3
+        # (dw-tt_ucoco.pth's size, ~68 MB, is not recorded).
+        _hf("dwpose-t-hf", "dw-tt_ucoco.pth", "dwpose-t",
+            "7097f5af7f100609acffe58eb01734f02ffbfe22794fe029c2ea0a4d68d0f42d", None),
+        _hf("dwpose-s-hf", "dw-ss_ucoco.pth", "dwpose-s",
+            "c13dfb1dc63aac2d794ac130bb89734330b3c74a1aff921a40fcde1d87361ffc", 102933707),
+        _hf("dwpose-m-hf", "dw-mm_ucoco.pth", "dwpose-m",
+            "b24f27f57d18d8bb7abc3af8e09bcc5f77ee9ecae13439f70a8f7d1b885413cf", 216812378),
+        _hf("dwpose-l-hf", "dw-ll_ucoco.pth", "dwpose-l",
+            "e9600664e7927229ed594197d552023e3be213f810beb38847a959ec8261e0f7", 404734742),
+        _hf("dwpose-l-384-hf", "dw-ll_ucoco_384.pth", "dwpose-l-384",
+            "0d9408b13cd863c4e95a149dd31232f88f2a12aa6cf8964ed74d7d97748c7a07", 406878486),
+        _hf("dwpose-l-384-hf-onnx", "dw-ll_ucoco_384.onnx", "dwpose-l-384",
+            "724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843", 134399116),
+        # the person detector DWPose's demo uses
+        _hf("yolox-l-hf-onnx", "yolox_l.onnx", None,
+            "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411", 216746733),
     )
 }
 
@@ -199,7 +208,7 @@ def get_entry(name: str) -> WeightsEntry:
 
 
 def weights_for_model(model: str, source: str = "openmmlab", kind: str = "pth") -> WeightsEntry:
-    """The entry holding weights for a variant (default: the verified OpenMMLab .pth)."""
+    """The entry holding weights for a variant (default: the OpenMMLab .pth)."""
     for e in REGISTRY.values():
         if e.model == model and e.source == source and e.kind == kind:
             return e
@@ -275,23 +284,25 @@ def _manual_hint(url: str, dest: Path) -> str:
 
 
 def download(url: str, dest: PathLike, sha256: Optional[str] = None, progress: bool = True,
-             timeout: float = DEFAULT_TIMEOUT) -> Path:
+             timeout: float = DEFAULT_TIMEOUT, size: Optional[int] = None) -> Path:
     """Fetch `url` to `dest` atomically and return `dest`.
 
     The body is streamed into a temporary file next to `dest`, hashed on the way,
     checked against the Content-Length (a short body is an error) and, when `sha256`
-    (full hex digest or a prefix of >= 8 hex digits) is given, against the hash --
-    all before the ``os.replace`` that makes `dest` appear. On any failure the
-    temporary file is removed and `dest` is left untouched. Network and HTTP
-    failures raise WeightsError naming the URL and where to put the file by hand;
-    a hash mismatch raises ChecksumError.
+    (full hex digest or a prefix of >= 8 hex digits) is given, against the hash, and
+    when `size` is given, against that byte count -- all before the ``os.replace``
+    that makes `dest` appear. On any failure the temporary file is removed and
+    `dest` is left untouched. Network and HTTP failures raise WeightsError naming
+    the URL and where to put the file by hand; a wrong size or hash raises
+    ChecksumError.
     """
-    return _download(url, Path(dest), sha256, progress, timeout, official_url=url)
+    return _download(url, Path(dest), sha256, progress, timeout, official_url=url, size=size)
 
 
 def _download(url: str, dest: Path, sha256: Optional[str], progress: bool, timeout: float,
-              official_url: str) -> Path:
+              official_url: str, size: Optional[int] = None) -> Path:
     expected = _normalize_sha256(sha256) if sha256 is not None else None
+    expected_size = size
     hint = _manual_hint(official_url, dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -306,6 +317,11 @@ def _download(url: str, dest: Path, sha256: Optional[str], progress: bool, timeo
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache file is ordinary data
+        if expected_size is not None and size != expected_size:
+            raise ChecksumError(
+                f"download of {url} is a different or damaged file: {size} bytes received, expected "
+                f"{expected_size} bytes (nothing was written to {dest}). Try again; if it persists the "
+                f"server or mirror serves the wrong file. {hint}")
         if expected is not None and not _matches(digest, expected):
             raise ChecksumError(
                 f"download of {url} is corrupt or a different file: sha256 {digest}, expected "
@@ -369,13 +385,8 @@ def _fetch(url: str, out, progress: bool, timeout: float, label: str, hint: str)
 # ----------------------------------------------------------------------------- resolve
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def resolve_weights(name_or_path: Union[str, "os.PathLike[str]"], *, sha256: Optional[str] = None,
-                    allow_unverified: Optional[bool] = None, progress: bool = True,
-                    timeout: float = DEFAULT_TIMEOUT) -> Path:
+                    progress: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Path:
     """Turn a registry name or a local path into the path of a verified local file.
 
     * A registry name (see `list_weights`) takes precedence over a same-named file
@@ -386,12 +397,11 @@ def resolve_weights(name_or_path: Union[str, "os.PathLike[str]"], *, sha256: Opt
     * Anything else is a local path: it must exist and is returned as given
       (verified too if `sha256` is passed).
 
-    `sha256` (full digest or >= 8-hex prefix) overrides the registry's hash. Entries
-    without a known hash need `sha256` or ``allow_unverified=True`` (default: the
-    ``DWPOSE_EDGE_ALLOW_UNVERIFIED`` environment variable).
+    `sha256` (full digest or >= 8-hex prefix) overrides the registry's hash, and then
+    the registry's size (which belongs to the pinned file) is not checked.
     """
     if isinstance(name_or_path, str) and name_or_path in REGISTRY:
-        return _resolve_entry(REGISTRY[name_or_path], sha256, allow_unverified, progress, timeout)
+        return _resolve_entry(REGISTRY[name_or_path], sha256, progress, timeout)
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise WeightsError(f"expected a registry name or a file path, got {type(name_or_path).__name__}")
     path = Path(name_or_path)
@@ -405,31 +415,24 @@ def resolve_weights(name_or_path: Union[str, "os.PathLike[str]"], *, sha256: Opt
                        f"registry name ({', '.join(list_weights())})")
 
 
-def _resolve_entry(entry: WeightsEntry, sha256: Optional[str], allow_unverified: Optional[bool],
-                   progress: bool, timeout: float) -> Path:
+def _resolve_entry(entry: WeightsEntry, sha256: Optional[str], progress: bool, timeout: float) -> Path:
     expected = _normalize_sha256(sha256) if sha256 is not None else entry.sha256
-    if allow_unverified is None:
-        allow_unverified = _env_true(ALLOW_UNVERIFIED_ENV)
+    size = entry.size if sha256 is None else None
     dest = cached_path(entry)
-    if expected is None and not allow_unverified:
-        raise WeightsError(
-            f"{entry.name} ({entry.filename}, {entry.source}) has no published sha256, so it cannot be "
-            "verified. Pass sha256='<hex digest>' if you know it, or accept it unverified with "
-            f"allow_unverified=True (or {ALLOW_UNVERIFIED_ENV}=1). The verified OpenMMLab checkpoints "
-            f"are {', '.join(e.name for e in REGISTRY.values() if e.verified)}.")
     if dest.is_file():
-        if expected is not None:
-            key = _stat_key(dest, expected)
-            if key not in _VERIFIED:
-                digest = sha256_of_file(dest)
-                if not _matches(digest, expected):
-                    raise ChecksumError(
-                        f"cached {entry.name} file {dest} has sha256 {digest}, expected {_describe(expected)}: "
-                        f"it is corrupt, truncated or a different file. Delete it (rm '{dest}') and run "
-                        "again to download it anew.")
-                _VERIFIED.add(key)
+        key = _stat_key(dest, expected)
+        if key not in _VERIFIED:
+            bad = f"it is corrupt, truncated or a different file. Delete it (rm '{dest}') and run again to " \
+                  "download it anew."
+            if size is not None and key[1] != size:  # no need to hash hundreds of MB to tell
+                raise ChecksumError(f"cached {entry.name} file {dest} has {key[1]} bytes, expected {size} bytes: "
+                                    + bad)
+            digest = sha256_of_file(dest)
+            if not _matches(digest, expected):
+                raise ChecksumError(
+                    f"cached {entry.name} file {dest} has sha256 {digest}, expected {_describe(expected)}: " + bad)
+            _VERIFIED.add(key)
         return dest
-    _download(entry_url(entry), dest, expected, progress, timeout, official_url=entry.url)
-    if expected is not None:
-        _VERIFIED.add(_stat_key(dest, expected))
+    _download(entry_url(entry), dest, expected, progress, timeout, official_url=entry.url, size=size)
+    _VERIFIED.add(_stat_key(dest, expected))
     return dest

@@ -343,6 +343,15 @@ def check_cli_creates_out_folder(outcome, ctx) -> None:
     assert doc["frames"] == 1 and doc["persons"] == 1
 
 
+def corrupt_cached_hf(ctx: Ctx) -> str:
+    """A damaged cached copy of a pinned Hugging Face file (size recorded in the registry)."""
+    cache = ctx.tmp / "cache"
+    cache.mkdir()
+    (cache / "dw-ss_ucoco.pth").write_bytes(b"x" * 1000)
+    ctx.monkeypatch.setenv("DWPOSE_EDGE_CACHE", str(cache))
+    return "dwpose-s-hf"
+
+
 def check_payload_not_run(ctx: Ctx) -> None:
     assert not ctx.marker.exists(), "the pickle payload ran"
 
@@ -458,8 +467,8 @@ CASES = [
          r"not found: it is neither an existing file nor a registry name"),
     Case("weights-directory", lambda c: Estimator(weights=str(c.tmp)), WeightsError, r"is not a file"),
     Case("weights-wrong-type", lambda c: Estimator(weights=3), WeightsError, r"got int"),
-    Case("weights-unverified-registry", lambda c: Estimator(weights="dwpose-t-hf"), WeightsError,
-         r"no published sha256.*allow_unverified"),
+    Case("weights-registry-corrupt-cache", lambda c: Estimator("dwpose-s", weights=corrupt_cached_hf(c)),
+         WeightsError, r"dw-ss_ucoco\.pth has 1000 bytes, expected 102933707 bytes.*Delete it"),
     # ---- ONNX files
     Case("onnx-truncated", lambda c: Estimator(runtime="onnxruntime", weights=c.file(
         "t.onnx", (model_dir("onnxruntime") / ONNX_NAME).read_bytes()[:100_000])), ModelFileError,

@@ -97,7 +97,6 @@ def server():
 def clean_env(tmp_path, monkeypatch, server):
     monkeypatch.setenv(W.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(W.MIRROR_ENV, raising=False)
-    monkeypatch.delenv(W.ALLOW_UNVERIFIED_ENV, raising=False)
     W._VERIFIED.clear()
     server.routes.clear()
     server.requests.clear()
@@ -142,6 +141,17 @@ def _register(monkeypatch, entry: W.WeightsEntry) -> W.WeightsEntry:
 
 # ----------------------------------------------------------------------------- registry
 
+# Git LFS pointers of Hugging Face yzd-v/DWPose at commit f7c16a3: sha256, size (dw-tt's size not recorded)
+HF_PINNED = {
+    "dw-tt_ucoco.pth": ("7097f5af7f100609acffe58eb01734f02ffbfe22794fe029c2ea0a4d68d0f42d", None),
+    "dw-ss_ucoco.pth": ("c13dfb1dc63aac2d794ac130bb89734330b3c74a1aff921a40fcde1d87361ffc", 102933707),
+    "dw-mm_ucoco.pth": ("b24f27f57d18d8bb7abc3af8e09bcc5f77ee9ecae13439f70a8f7d1b885413cf", 216812378),
+    "dw-ll_ucoco.pth": ("e9600664e7927229ed594197d552023e3be213f810beb38847a959ec8261e0f7", 404734742),
+    "dw-ll_ucoco_384.pth": ("0d9408b13cd863c4e95a149dd31232f88f2a12aa6cf8964ed74d7d97748c7a07", 406878486),
+    "dw-ll_ucoco_384.onnx": ("724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843", 134399116),
+    "yolox_l.onnx": ("7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411", 216746733),
+}
+
 
 def test_registry_contents():
     names = W.list_weights()
@@ -151,7 +161,7 @@ def test_registry_contents():
     expected_hex = {"dwpose-t": "dcf277bf", "dwpose-s": "3fd922c8", "dwpose-m": "c8b76419",
                     "dwpose-l": "4d6dfc62", "dwpose-l-384": "2438fd99"}
     for name, e in mm.items():
-        assert e.model == name and e.kind == "pth" and e.verified and e.sha256_is_prefix
+        assert e.model == name and e.kind == "pth" and e.sha256_is_prefix and e.size is None
         assert e.sha256 == expected_hex[name] == W.sha256_from_filename(e.filename)
         assert e.url == "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/" + e.filename
         assert e.filename.startswith(f"rtmpose-{name.split('-')[1]}_simcc-ucoco_dw-ucoco_270e-")
@@ -162,7 +172,7 @@ def test_registry_contents():
                                  "dw-ll_ucoco_384.pth", "dw-ll_ucoco_384.onnx", "yolox_l.onnx"])
     for fn, e in hf.items():
         assert e.url == f"https://huggingface.co/yzd-v/DWPose/resolve/main/{fn}"
-        assert e.sha256 is None and not e.verified
+        assert (e.sha256, e.size) == HF_PINNED[fn] and not e.sha256_is_prefix
         assert e.kind == fn.rsplit(".", 1)[1]
     assert hf["dw-ll_ucoco_384.onnx"].model == "dwpose-l-384" and hf["yolox_l.onnx"].model is None
     assert hf["dw-mm_ucoco.pth"].model == "dwpose-m"
@@ -171,6 +181,12 @@ def test_registry_contents():
     # an entry whose hash contradicts its filename is rejected at construction
     with pytest.raises(ValueError, match="contradicts"):
         dataclasses.replace(W.REGISTRY["dwpose-t"], sha256="deadbeef")
+    # every entry is verified: no hash is no entry; a size is a positive byte count
+    with pytest.raises(ValueError, match="sha256 is required"):
+        dataclasses.replace(W.REGISTRY["dwpose-s-hf"], sha256=None)
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match="positive byte count"):
+            dataclasses.replace(W.REGISTRY["dwpose-s-hf"], size=bad)
 
 
 def test_sha256_parsing():
@@ -402,35 +418,59 @@ def test_prefix_hash_openmmlab_filename_via_mirror(monkeypatch, server, ckpt):
         W.resolve_weights("dwpose-s")
 
 
-def test_unverified_entries_need_opt_in_or_hash(monkeypatch, server, ckpt):
-    _, data, digest, state = ckpt
+def test_hf_entries_are_verified_by_default(monkeypatch, server, ckpt):
+    """No hash from the user: the pinned sha256 (and size, where recorded) decide; nothing wrong is cached."""
+    _, data, digest, _ = ckpt
     monkeypatch.setenv(W.MIRROR_ENV, server.url("/hf"))
-    server.routes["/hf/dw-tt_ucoco.pth"] = (data, "ok")
-    with pytest.raises(WeightsError) as ei:
+    server.routes["/hf/dw-tt_ucoco.pth"] = (data, "ok")  # not the released file
+    with pytest.raises(ChecksumError) as ei:
         W.resolve_weights("dwpose-t-hf", progress=False)
     msg = str(ei.value)
-    assert "no published sha256" in msg and "allow_unverified=True" in msg and W.ALLOW_UNVERIFIED_ENV in msg
-    assert server.requests == []  # refused before touching the network
-    # a user-given hash that is wrong -> ChecksumError, nothing cached
-    with pytest.raises(ChecksumError):
-        W.resolve_weights("dwpose-t-hf", sha256="0" * 64, progress=False)
+    assert HF_PINNED["dw-tt_ucoco.pth"][0] in msg and digest in msg
+    assert server.requests == ["/hf/dw-tt_ucoco.pth"] and _leftovers(W.cache_dir()) == []
+    # a recorded size is checked too, and named with the size received
+    server.routes["/hf/dw-ss_ucoco.pth"] = (data, "ok")
+    with pytest.raises(ChecksumError) as ei:
+        W.resolve_weights("dwpose-s-hf", progress=False)
+    assert f"{len(data)} bytes received, expected 102933707 bytes" in str(ei.value)
     assert _leftovers(W.cache_dir()) == []
-    # a user-given correct prefix
-    p = W.resolve_weights("dwpose-t-hf", sha256=digest[:16], progress=False)
-    assert p == W.cache_dir() / "dw-tt_ucoco.pth"
-    p.unlink()
-    # explicit opt-in: accepted, and without any warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        p = W.resolve_weights("dwpose-t-hf", allow_unverified=True, progress=False)
-    assert p.read_bytes() == data
+    # a cached copy of the wrong size is refused from its size alone
+    cached = W.cached_path("dwpose-l-hf")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(data[:1000])
+    with pytest.raises(ChecksumError, match="has 1000 bytes, expected 404734742 bytes.*Delete it"):
+        W.resolve_weights("dwpose-l-hf")
+    assert cached.read_bytes() == data[:1000]  # never deleted silently
+    # a user-given hash replaces the pinned one (a mirror's own build); the pinned size no longer applies
+    p = W.resolve_weights("dwpose-s-hf", sha256=digest, progress=False)
+    assert p == W.cache_dir() / "dw-ss_ucoco.pth" and p.read_bytes() == data
+
+
+def test_pinned_entry_downloads_verified_through_a_mirror(monkeypatch, server, ckpt):
+    """An entry pinned like the Hugging Face ones (full sha256 + size), served by a local mirror."""
+    _, data, digest, state = ckpt
+    entry = _register(monkeypatch, W.WeightsEntry(
+        name="test-pinned", url="https://huggingface.co/yzd-v/DWPose/resolve/main/test-pinned.pth",
+        filename="test-pinned.pth", model="dwpose-t", sha256=digest, source="huggingface", kind="pth",
+        size=len(data)))
+    monkeypatch.setenv(W.MIRROR_ENV, server.url("/mirror/{source}"))
+    server.routes["/mirror/huggingface/test-pinned.pth"] = (data, "ok")
+    p = W.resolve_weights("test-pinned", progress=False)
+    assert p == W.cached_path(entry) and W.sha256_of_file(p) == digest
     _assert_loads_equal(p, state)
+    assert W.resolve_weights("test-pinned") == p and len(server.requests) == 1  # verified once, then cached
+    # the same bytes against a size one byte off: refused before the hash, nothing replaced
     p.unlink()
-    monkeypatch.setenv(W.ALLOW_UNVERIFIED_ENV, "1")
-    assert W.resolve_weights("dwpose-t-hf", progress=False) == p and p.exists()
-    # an explicit False beats the environment
-    with pytest.raises(WeightsError, match="no published sha256"):
-        W.resolve_weights("dwpose-t-hf", allow_unverified=False)
+    _register(monkeypatch, dataclasses.replace(entry, size=len(data) + 1))
+    with pytest.raises(ChecksumError) as ei:
+        W.resolve_weights("test-pinned", progress=False)
+    msg = str(ei.value)
+    assert f"{len(data)} bytes received, expected {len(data) + 1} bytes" in msg
+    assert "nothing was written" in msg and _leftovers(W.cache_dir()) == []
+    # download() takes the size too
+    with pytest.raises(ChecksumError, match="bytes received, expected 7 bytes"):
+        W.download(server.url("/mirror/huggingface/test-pinned.pth"), W.cache_dir() / "x.pth", size=7,
+                   progress=False)
 
 
 def test_download_into_unwritable_cache(monkeypatch, tmp_path):
