@@ -31,9 +31,12 @@ class TorchRuntime:
             raise InputError(f"torch runtime precision must be fp32 or fp16, got {precision!r}")
         if precision == "fp16" and not device.startswith("cuda"):
             raise InputError("torch fp16 runs on CUDA only; on CPU use fp32, or onnxruntime/openvino for fp16/int8")
-        self.threads = int(threads) if threads else None
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        # None: torch's count now. Kept per instance and applied on every call, so a call's numerics do not
+        # depend on which thread makes it (a new thread starts at the process-wide count, which another
+        # instance or library may have changed; torch CPU logits move by ~5e-6 of their magnitude between
+        # 1 and 2 threads).
+        self.threads = int(threads) if threads else torch.get_num_threads()
+        torch.set_num_threads(self.threads)
         self.device = torch_device
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.precision = precision
@@ -43,7 +46,7 @@ class TorchRuntime:
     @torch.inference_mode()
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # torch's intra-op thread count is process-wide: re-assert ours, another instance may have changed it
-        if self.threads and torch.get_num_threads() != self.threads:
+        if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         x = torch.from_numpy(check_batch(batch, self.input_size)).to(self.device, self.dtype)
         simcc_x, simcc_y = self.model(x)

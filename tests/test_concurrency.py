@@ -48,21 +48,43 @@ def run_threaded(fn, n_calls: int) -> list:
     return [r for _, r in sorted(p for part in parts for p in part)]
 
 
+# Runtimes with their own thread pools (onnxruntime, OpenVINO) give the bits of sequential calls. torch and
+# ncnn run OpenMP kernels; here they are bit-identical too, but one fresh-clone run on an earlier CPU of this
+# machine kind measured scores differing from the sequential call (torch max 2.6e-4 = 6e-6 relative; ncnn
+# 7.5e-3 = 1.8e-4 relative) with identical keypoints, which this machine never reproduced (README,
+# "Threads"). Their logits must agree to LOGIT_RTOL of the logit range: a real race (a swapped crop, a
+# shared buffer) moves logits by the range itself and the argmaxes with them.
+BIT_IDENTICAL = ("onnxruntime", "openvino")
+LOGIT_RTOL = 1e-3
+
+
+def assert_same_logits(runtime: str, got: np.ndarray, want: np.ndarray, msg: str) -> None:
+    if runtime in BIT_IDENTICAL:
+        np.testing.assert_array_equal(got, want, err_msg=msg)
+    else:
+        span = float(want.max() - want.min())
+        np.testing.assert_allclose(got, want, rtol=0, atol=LOGIT_RTOL * span, err_msg=msg)
+
+
 @pytest.mark.parametrize("runtime", runtime_params())
 def test_eight_threads_equal_sequential(runtime, jobs):
     est = estimator(runtime, batch_size=2)  # small batches: several runtime calls per Estimator call
+    torch_threads: list[int] = []
+    if runtime == "torch":  # the thread count every forward really ran with, whichever thread called it
+        est.runtime.model.register_forward_pre_hook(lambda m, args: torch_threads.append(torch.get_num_threads()))
     sequential = [est(img, boxes) for img, boxes in jobs]
     crops = [crop_boxes(img, boxes, est.input_size)[0] for img, boxes in jobs]
     logits = [est.infer_crops(c) for c in crops]
     threaded = run_threaded(lambda i: est(*jobs[i % len(jobs)]), 2 * len(jobs))
     threaded_logits = run_threaded(lambda i: est.infer_crops(crops[i % len(crops)]), 2 * len(crops))
+    assert set(torch_threads) <= {1}, f"torch forwards ran with thread counts {sorted(set(torch_threads))}, set 1"
     for i, r in enumerate(threaded):
         ref = sequential[i % len(jobs)]
         np.testing.assert_array_equal(r.keypoints, ref.keypoints, err_msg=f"call {i}")
-        np.testing.assert_array_equal(r.scores, ref.scores, err_msg=f"call {i}")
+        assert_same_logits(runtime, r.scores, ref.scores, f"call {i}")
     for i, (sx, sy) in enumerate(threaded_logits):
-        np.testing.assert_array_equal(sx, logits[i % len(crops)][0], err_msg=f"call {i}")
-        np.testing.assert_array_equal(sy, logits[i % len(crops)][1], err_msg=f"call {i}")
+        assert_same_logits(runtime, sx, logits[i % len(crops)][0], f"call {i}")
+        assert_same_logits(runtime, sy, logits[i % len(crops)][1], f"call {i}")
     # the test model's logits depend on the input: a swapped input or a shared buffer would show
     argmax = [sx.argmax(-1) for sx, _ in logits]
     assert all((argmax[i][0] != argmax[i + 1][0]).mean() > 0.1 for i in range(len(jobs) - 1))  # 0 for a constant model
