@@ -13,7 +13,6 @@ import _compat_pickle
 import hashlib
 import io
 import json
-import os
 import pickletools
 import shutil
 import subprocess
