@@ -33,57 +33,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Estimate poses on the bundled photos and write drawings (untrained weights until the embedded model)."""
-    import cv2
-    import numpy as np
+    """The official DWPose-t on the bundled photos when it can be fetched; the embedded model on generated people."""
+    from .demo import run_demo
 
-    from .data import DATA_DIR
-    from .draw import draw
-    from .embedded import EMBEDDED
-    from .estimator import Estimator
-    from .predict import read_image
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = None if args.model in EMBEDDED else "random"
-    if weights == "random":
-        print("NOTE: no trained weights are embedded yet; this demo runs UNTRAINED seeded weights,\n"
-              "so the keypoints are meaningless. It exercises the full pipeline (crop, model, decode, draw).\n"
-              "Pass real mmpose/DWPose weights with: dwpose-edge predict IMG --weights dwpose-t")
-    else:
-        from .embedded import embedded_meta
-
-        meta = embedded_meta(args.model)
-        ap = meta.get("embedded_val_ap", {})
-        print(f"model: the embedded {args.model}: {meta.get('note', 'no note')}\n"
-              f"  whole-body AP {ap.get('wholebody', float('nan')):.3f}, body {ap.get('body', float('nan')):.3f} on the "
-              "embedded generated validation set (docs/MODEL_CARD.md); for real use pass released weights, e.g. "
-              "dwpose-edge predict IMG --model dwpose-l --weights dwpose-l")
-    est = Estimator(model=args.model, weights=weights, flip_test=True)
-    for path in sorted(DATA_DIR.glob("*.jpg")):
-        image = read_image(path)
-        t0 = time.perf_counter()
-        result = est(image)
-        ms = (time.perf_counter() - t0) * 1000
-        dest = out / f"{path.stem}_pose.png"
-        cv2.imwrite(str(dest), draw(image, result, score_threshold=float("-inf")))
-        print(f"{path.name}: {len(result)} person(s), {ms:.0f} ms, drawing -> {dest}")
-    # the photos are head-and-shoulder portraits; the embedded model was trained on whole generated people,
-    # so also draw the embedded validation image with the most people, on its ground-truth boxes
-    from .embedded import embedded_val_set
-    from .train.data import load_wholebody_instances
-
-    ann, images = embedded_val_set()
-    per_image: dict[str, list[np.ndarray]] = {}
-    for inst in load_wholebody_instances(ann, images):
-        per_image.setdefault(inst["image_path"], []).append(inst["bbox_xyxy"])
-    busiest = max(sorted(per_image), key=lambda k: len(per_image[k]))
-    image = read_image(busiest)
-    result = est(image, np.stack(per_image[busiest]))
-    dest = out / f"val_{Path(busiest).stem}_pose.png"
-    cv2.imwrite(str(dest), draw(image, result, score_threshold=float("-inf")))
-    print(f"generated validation image {Path(busiest).name}: {len(result)} person(s) on their ground-truth "
-          f"boxes, drawing -> {dest}")
+    run_demo(args.out, weights=args.weights, sha256=args.sha256, offline=args.offline, model=args.model)
     return 0
 
 
@@ -270,9 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(sub)
     add_bench_parser(sub)
 
-    p = sub.add_parser("demo", help="run the embedded model on the bundled photos")
-    p.add_argument("--model", default="dwpose-t", help=MODEL_HELP + "; untrained unless embedded")
+    p = sub.add_parser("demo", help="draw the official DWPose-t on the bundled photos (fetched once, verified) "
+                                     "and the embedded model on a generated validation image")
+    p.add_argument("--model", default="dwpose-t", help="the embedded model drawn on generated people (default: "
+                                                        "%(default)s)")
     p.add_argument("--out", default="out/demo", help="folder for the drawings (default: %(default)s)")
+    p.add_argument("--weights", default="dwpose-t-hf",
+                   help="registry name of the official weights drawn on the real photos (default: %(default)s)")
+    p.add_argument("--sha256", default=None, help="expected sha256 of --weights instead of the registry's")
+    p.add_argument("--offline", action="store_true",
+                   help="do not try to fetch --weights: draw only the embedded model on generated people")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -110,3 +110,16 @@ def test_a_wrong_file_is_an_error_not_offline(mirror, tmp_path):
         run_demo(tmp_path / "out", sha256="ab" * 32, log=lambda line: None)
     assert not (tmp_path / "cache" / FILENAME).exists()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_demo_online_through_the_mirror(mirror, tmp_path, capsys):
+    from dwpose_edge.cli import main
+
+    served = tmp_path / "mirror" / FILENAME
+    assert main(["demo", "--out", str(tmp_path / "out"), "--sha256", sha256_of_file(served)]) == 0
+    out = capsys.readouterr().out
+    assert f"model: the official dwpose-t ({FILENAME}, sha256-verified" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{Path(n).stem}_pose.png" for n in PHOTOS] + ["val_000004_pose.png"])
+    assert main(["demo", "--out", str(tmp_path / "out"), "--sha256", "cd" * 32]) == 2  # cached file, wrong hash
+    assert "sha256" in capsys.readouterr().err

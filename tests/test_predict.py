@@ -93,11 +93,12 @@ def test_bad_inputs_and_no_person(tmp_path, tiny_checkpoint, capsys):
     assert "cannot read image" in capsys.readouterr().err
 
 
-def test_cli_demo_draws_the_photos_and_a_validation_image(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_cli_demo_offline_draws_a_validation_image(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--offline"]) == 0
     out = capsys.readouterr().out
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["astronaut_pose.png", "grace_hopper_pose.png", "val_000004_pose.png"]
+    assert names == ["val_000004_pose.png"]
+    assert "offline (--offline given)" in out and "dw-tt_ucoco.pth" in out
     assert "000004.jpg: 6 person(s) on their ground-truth boxes" in out
     from dwpose_edge.embedded import embedded_meta
 

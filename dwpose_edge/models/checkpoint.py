@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -107,6 +108,9 @@ def allowed_globals() -> list:
     return list(dict.fromkeys(allowed))
 
 
+_SAFE_GLOBALS_LOCK = threading.Lock()
+
+
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """Unpickle a `.pth` file weights-only with `allowed_globals`; every failure is a WeightsError.
 
@@ -116,7 +120,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if not os.path.isfile(path):
         raise WeightsError(f"checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        # safe_globals edits one process-wide list: a lock keeps a parallel load from seeing it half-restored
+        with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(allowed_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt / unsafe pickles
         raise WeightsError(
