@@ -15,6 +15,7 @@ from dwpose_edge.postprocess import decode_simcc
 from dwpose_edge.preprocess import boxes_to_center_scale, crop_boxes, warp_matrix
 from dwpose_edge.train.data import (WORKER_CONTEXT, AugConfig, WholeBodyDataset, encode_simcc, get_warp_matrix,
                                     load_wholebody_instances)
+from mmpose_venv import mmpose_python  # noqa: F401 (fixture)
 
 INPUT = (192, 256)
 SIGMA = (4.9, 5.66)
@@ -327,18 +328,8 @@ np.savez(os.path.join(d, "out.npz"), **out)
 '''
 
 
-def _mmpose_python():
-    import os
-    from pathlib import Path
-
-    venv = Path(os.environ.get("DWPOSE_EDGE_MMPOSE_VENV", Path.home() / ".cache/dwpose_edge/mmpose-venv"))
-    if not (venv / ".dwpose_edge_ready").is_file():
-        pytest.skip(f"no real-mmpose venv at {venv} (build it: bash tests/mmpose_ref/make_venv.sh)")
-    return venv / "bin" / "python"
-
-
 @pytest.mark.conformance
-def test_matches_real_mmpose(tiny, tmp_path):
+def test_matches_real_mmpose(tiny, tmp_path, mmpose_python):
     """Codec, warp, flip + affine + targets and the three losses, bit for bit against mmpose 1.3.2."""
     import subprocess
     from pathlib import Path
@@ -347,7 +338,7 @@ def test_matches_real_mmpose(tiny, tmp_path):
     from dwpose_edge.train.evaluate import WHOLEBODY_SIGMAS
     from dwpose_edge.train.losses import FeatureLoss, KLDiscretLoss, LogitLoss
 
-    python = _mmpose_python()
+    python = mmpose_python
     g = np.random.default_rng(0)
     n, k = 3, 133
     f32 = np.float32
