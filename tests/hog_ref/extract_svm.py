@@ -1,7 +1,7 @@
 """Write OpenCV 4.x's default people detector (Dalal-Triggs HOG + linear SVM) to a .npy file.
 
-Run with an OpenCV 4.x python (tests/hog_ref/make_venv.sh builds one):
-    ~/.cache/dwpose_edge/opencv4-venv/bin/python tests/hog_ref/extract_svm.py dwpose_edge/data/hog_people_svm.npy
+Run with an OpenCV 4.x python (the project's .venv pins opencv-python-headless<5):
+    .venv/bin/python tests/hog_ref/extract_svm.py dwpose_edge/data/hog_people_svm.npy
 The coefficients come from cv2.HOGDescriptor_getDefaultPeopleDetector() (OpenCV, BSD-3/Apache-2.0):
 3780 weights for a 64x128 window (9 bins, 8x8 cells, 16x16 blocks, stride 8) followed by the bias.
 """

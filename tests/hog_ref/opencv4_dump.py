@@ -1,4 +1,4 @@
-"""Dump OpenCV 4.x HOG outputs for tests/test_hog.py (run with the side venv's python, make_venv.sh).
+"""Dump OpenCV 4.x HOG outputs for tests/test_hog.py (run with an OpenCV 4.x python, e.g. the project's .venv).
 
     python opencv4_dump.py OUT.npz [--desc WxH/S] NAME=IMAGE_PATH [NAME=IMAGE_PATH ...]
 
@@ -39,6 +39,11 @@ def dump(path: str, desc: tuple[int, int, int]) -> dict:
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise SystemExit(f"cannot read {path}")
+    return outputs(img, desc)
+
+
+def outputs(img: np.ndarray, desc: tuple[int, int, int]) -> dict:
+    """The NAME/... arrays above for one image (BGR or gray uint8)."""
     hog = people_hog()
     rects, weights = hog.detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=1.05)
     raw, raw_w = hog.detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=1.05, groupThreshold=0)
