@@ -29,9 +29,10 @@ from dwpose_edge.bench.crops import BenchCrops, DataSource, build_crops, default
 from dwpose_edge.bench.derive import derive
 from dwpose_edge.bench.measure import cuda_info, machine_info
 from dwpose_edge.estimator import is_onnx
+from dwpose_edge.runtimes import precisions as table
 
-RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
-PRECISIONS = ("fp32", "fp16", "int8")
+RUNTIMES = table.RUNTIMES
+PRECISIONS = table.PRECISIONS
 # runtime -> Python packages it needs (to run, and for ncnn to convert)
 RUNTIME_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino",),
                     "ncnn": ("ncnn", "pnnx")}
@@ -84,10 +85,6 @@ def _missing_packages(runtime: str) -> list[str]:
 
 def skip_reason(runtime: str, precision: str, device: str, onnx_source: bool) -> str | None:
     """Why a row cannot run here, or None."""
-    from dwpose_edge.export import pipeline
-
-    export_precisions = getattr(pipeline, "ALL_PRECISIONS", pipeline.PRECISIONS)
-
     if runtime not in RUNTIMES:
         return f"unknown runtime (choose from {', '.join(RUNTIMES)})"
     if precision not in PRECISIONS:
@@ -95,17 +92,17 @@ def skip_reason(runtime: str, precision: str, device: str, onnx_source: bool) ->
     missing = _missing_packages(runtime)
     if missing:
         return f"package {', '.join(missing)} not installed (pip install '{EXTRAS.get(runtime, missing[0])}')"
-    if runtime == "torch":
-        if onnx_source:
-            return "torch cannot run an .onnx source"
-        if precision == "int8":
-            return "torch int8 is not a supported runtime (use onnxruntime/openvino/ncnn int8)"
-        if precision == "fp16" and device != "cuda":
-            return "torch fp16 runs on CUDA only (no CUDA GPU here)"
-        return None
-    if precision not in export_precisions:
-        return f"{precision} export not implemented yet (export supports {', '.join(export_precisions)})"
-    return None
+    if runtime == "torch" and onnx_source:
+        return "torch cannot run an .onnx source"
+    entry = table.SUPPORT.get((runtime, precision))
+    if entry is None:
+        return (f"{runtime} {precision} is not a supported runtime "
+                f"(use {'/'.join(table.runtimes_of(precision)) or 'another precision'} {precision})")
+    if entry.devices is not None and device not in entry.devices:
+        where = "the CPU" if entry.devices == ("cpu",) else "/".join(d.upper() for d in entry.devices)
+        return f"{runtime} {precision} runs on {where} only (" + (
+            "no CUDA GPU here)" if "cuda" in entry.devices else f"not on {device})")
+    return table.cpu_feature_missing(runtime, precision)
 
 
 def export_folder(model: str, weights: Any, runtime: str, precision: str, calib: DataSource | None = None) -> Path:
@@ -178,7 +175,7 @@ def _weights_label(weights: Any) -> str:
 
 
 def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = RUNTIMES,
-              precisions: Sequence[str] = ("fp32", "fp16", "int8"), data_ann: str | os.PathLike | None = None,
+              precisions: Sequence[str] = PRECISIONS, data_ann: str | os.PathLike | None = None,
               data_images: str | os.PathLike | None = None, batches: Sequence[int] = (1, 8),
               threads: int | None = None, out_dir: str | os.PathLike = "out/bench", weights: Any = None,
               repeats: int = 20, progress: bool = True, *, warmup: int = 3, persons: Sequence[int] = (1, 4, 8, 16),

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import DwposeEdgeError
+from .runtimes import precisions as table
 
 
 def _estimator(args: argparse.Namespace, **extra):
@@ -115,16 +116,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+PRECISION_HELP = "; ".join(f"{r}: {'/'.join(table.precisions_of(r))}" for r in table.RUNTIMES)
 MODEL_HELP = "model variant: dwpose-t, dwpose-s, dwpose-m, dwpose-l or dwpose-l-384 (default: %(default)s)"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
     p.add_argument("--weights", default=None, help="mmpose .pth path, registry name, or .onnx file")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino", "ncnn"],
+    p.add_argument("--runtime", default="torch", choices=list(table.RUNTIMES),
                    help="inference engine (default: %(default)s)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
-                   help="numeric precision; int8 exports and calibrates on first use (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=list(table.PRECISIONS),
+                   help=f"numeric precision ({PRECISION_HELP}); int8 exports and calibrates on first use, bf16 needs "
+                        "a CPU with AVX512-BF16 or AMX (default: %(default)s)")
     p.add_argument("--model-dir", default=None, help="folder written by `dwpose-edge export`")
     p.add_argument("--device", default=None, help="cpu (default), cuda[:N], or an OpenVINO device name such as GPU")
     p.add_argument("--flip-test", action="store_true",
@@ -157,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True,
                    help="mmpose .pth, registry name, 'random' (untrained), or an official .onnx file")
     p.add_argument("--to", default="onnx,openvino,ncnn", help="comma list of onnx, openvino, ncnn")
-    p.add_argument("--precision", default="fp32,fp16", help="comma list of fp32, fp16, int8")
+    p.add_argument("--precision", default=",".join(table.DEFAULT_EXPORT_PRECISIONS),
+                   help=f"comma list of {', '.join(table.EXPORT_PRECISIONS)} ({PRECISION_HELP}; default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for validation and calibration (default: all usable cores)")

@@ -14,6 +14,7 @@ from .models.specs import NUM_KEYPOINTS, get_spec
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
 from .result import PoseResult
+from .runtimes import precisions
 from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
 
 
@@ -163,6 +164,8 @@ class Estimator:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         threads = check_threads(threads)
         runtime_class(runtime)  # validates the name before any heavy work
+        precisions.support(runtime, precision)  # and the precision (the device is the runtime's to check)
+        precisions.check_cpu_feature(runtime, precision)
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
         self._local = threading.local()  # per-thread crop buffers

@@ -26,12 +26,13 @@ import numpy as np
 from dwpose_edge.errors import CalibrationError, InputError, ParityError
 from dwpose_edge.export.calibration import CalibrationData, CropSet, load_calibration
 from dwpose_edge.export.validate import THRESHOLDS, Agreement, agreement, run_batched
+from dwpose_edge.runtimes.precisions import runtimes_of
 
 GATE_RADIUS_PX, GATE_FRACTION = THRESHOLDS["int8"]
 GATE_AP_DROP = 1.0  # whole-body AP points (AP x 100)
 SELECTION_MARGIN = 0.02  # the probe crops must beat the gate by this much before the held-out gate runs
 FP_STEPS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-RUNTIMES = ("onnxruntime", "openvino", "ncnn")
+RUNTIMES = runtimes_of("int8", files_only=True)  # the one table: runtimes/precisions.py
 
 
 @dataclass

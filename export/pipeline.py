@@ -12,11 +12,12 @@ from dwpose_edge.errors import ExportError, InputError
 from dwpose_edge.export.manifest import MANIFEST, Artifact, Manifest, sha256_file, write_manifest
 from dwpose_edge.export.validate import validate, validation_crops
 from dwpose_edge.models.specs import MEAN_RGB, STD_RGB, get_spec
+from dwpose_edge.runtimes import precisions as table
 from dwpose_edge.runtimes.base import open_runtime
 
-TARGETS = {"onnx": "onnxruntime", "onnxruntime": "onnxruntime", "openvino": "openvino", "ncnn": "ncnn"}
-PRECISIONS = ("fp32", "fp16")  # the default set; "int8" is added on request (needs calibration data)
-ALL_PRECISIONS = ("fp32", "fp16", "int8")
+TARGETS = {"onnx": "onnxruntime", **{r: r for r in table.FILE_RUNTIMES}}
+PRECISIONS = table.DEFAULT_EXPORT_PRECISIONS  # "int8" (calibration data) and "bf16" (a bf16 CPU) on request
+ALL_PRECISIONS = table.EXPORT_PRECISIONS
 
 
 def artifact_stem(model: str, input_size: tuple[int, int], precision: str) -> str:
@@ -49,6 +50,9 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
     for p in precisions:
         if p not in ALL_PRECISIONS:
             raise InputError(f"unknown precision {p!r}; export supports {ALL_PRECISIONS}")
+        for runtime in runtimes:
+            table.support(runtime, p)
+            table.check_cpu_feature(runtime, p)
     if "int8" in precisions and calib is None:
         from dwpose_edge.embedded import embedded_val_set
 
@@ -141,6 +145,7 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
 
 def _convert(runtime: str, precision: str, model: str, spec, out: Path, fp32_onnx: Path, torch_model,
              onnx_source: bool) -> dict[str, str]:
+    precision = table.support(runtime, precision).file_precision or precision  # bf16 runs the fp32 file
     stem = artifact_stem(model, spec.input_size, precision)
     if runtime == "onnxruntime":
         if precision == "fp32":

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
+from dwpose_edge.runtimes import precisions
 
 
 @runtime_checkable
@@ -19,16 +20,18 @@ class Runtime(Protocol):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-# runtime name -> (module, class, pip extra that installs its package)
+# runtime name -> (module, class, pip extra that installs its package); names and precisions: runtimes/precisions.py
 RUNTIMES: dict[str, tuple[str, str, str]] = {
     "torch": ("dwpose_edge.runtimes.torch_runtime", "TorchRuntime", "dwpose-edge"),
     "onnxruntime": ("dwpose_edge.runtimes.onnxruntime_runtime", "OnnxRuntime", "dwpose-edge"),
     "openvino": ("dwpose_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "dwpose-edge[openvino]"),
     "ncnn": ("dwpose_edge.runtimes.ncnn_runtime", "NcnnRuntime", "dwpose-edge[ncnn]"),
 }
+assert tuple(RUNTIMES) == precisions.RUNTIMES
 
-# the files (manifest roles) each exported-file runtime needs
+# exported-file runtimes: the files (manifest roles) they take, positionally, and the keyword arguments they take
 FILE_ROLES: dict[str, tuple[str, ...]] = {"onnxruntime": ("model",), "openvino": ("xml",), "ncnn": ("param", "bin")}
+DEFAULT_DEVICE: dict[str, str | None] = {"onnxruntime": "cpu", "openvino": "CPU", "ncnn": None}  # None: no device
 
 
 def require(module: str, extra: str) -> object:
@@ -66,17 +69,15 @@ def open_runtime(runtime: str, files: dict, *, precision: str = "fp32", device: 
                  threads: int | None = None, input_size: tuple[int, int] | None = None) -> Runtime:
     """Open exported model files (role -> path, as in a manifest artifact) on `runtime`."""
     cls = runtime_class(runtime)
-    missing = [role for role in FILE_ROLES.get(runtime, ()) if role not in files]
+    if runtime not in FILE_ROLES:
+        raise InputError(f"runtime {runtime!r} does not load exported files")
+    precisions.support(runtime, precision, device)
+    precisions.check_cpu_feature(runtime, precision)
+    missing = [role for role in FILE_ROLES[runtime] if role not in files]
     if missing:
         raise ModelFileError(f"{runtime} needs the files {list(FILE_ROLES[runtime])} but got {sorted(files)}: the "
                              "manifest or file table is incomplete; re-export with dwpose-edge export")
-    if runtime == "ncnn" and device not in (None, "cpu", "CPU"):
-        raise InputError(f"the ncnn runtime runs on the CPU here (its Vulkan path is not enabled); got device={device!r}, "
-                         "use device=None or 'cpu'")
-    if runtime == "ncnn":
-        return cls(files["param"], files["bin"], input_size=input_size, threads=threads, precision=precision)
-    if runtime == "openvino":
-        return cls(files["xml"], device=device or "CPU", threads=threads, input_size=input_size, precision=precision)
-    if runtime == "onnxruntime":
-        return cls(files["model"], device=device or "cpu", threads=threads, input_size=input_size, precision=precision)
-    raise InputError(f"runtime {runtime!r} does not load exported files")
+    kwargs = {"threads": threads, "input_size": input_size, "precision": precision}
+    if DEFAULT_DEVICE[runtime] is not None:
+        kwargs["device"] = device or DEFAULT_DEVICE[runtime]
+    return cls(*(files[role] for role in FILE_ROLES[runtime]), **kwargs)

@@ -6,12 +6,13 @@ import threading
 
 import numpy as np
 
-from dwpose_edge.errors import InputError, ModelFileError
+from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
 from dwpose_edge.runtimes.base import check_batch, require
 from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
 
 # Our precision -> OpenVINO INFERENCE_PRECISION_HINT. Never leave it unset: CPUs with bf16 would default to it.
-PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
+# bf16 runs the fp32 IR with bf16 compute (runtimes/precisions.py), on CPUs that have it (cpu_features.py).
+PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 
 
 def inference_precision(core, device: str, precision: str) -> str:
@@ -51,6 +52,12 @@ class OpenVinoRuntime:
             check_ir_files(path)
         core = ov.Core()
         device = device.upper()
+        if precision == "bf16":
+            if not device.startswith("CPU"):
+                raise InputError(f"openvino bf16 runs on the CPU only here; got device={device!r}, use 'CPU'")
+            from dwpose_edge.runtimes.cpu_features import require_bf16
+
+            require_bf16("openvino precision='bf16'")
         if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in core.available_devices} | {"AUTO", "MULTI", "HETERO"}:
             raise InputError(f"OpenVINO device {device!r} not available here; available: {core.available_devices}")
         try:
@@ -81,6 +88,10 @@ class OpenVinoRuntime:
             raise ModelFileError(f"OpenVINO cannot compile {path} for {device}: {ov_error_summary(exc)}; "
                                  "the file is not a DWPose model or is corrupt: re-export it") from exc
         self.inference_precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if precision == "bf16" and self.compiled.get_property("INFERENCE_PRECISION_HINT") != ov.Type.bf16:
+            raise RuntimeUnavailableError(
+                f"OpenVINO compiled {path} in {self.inference_precision}, not bf16, although this CPU reports bf16 "
+                f"(its capabilities: {core.get_property(device, 'OPTIMIZATION_CAPABILITIES')}); use precision='fp32'")
         names = [o.get_any_name() for o in self.compiled.outputs]
         dims = [o.get_partial_shape()[-1].get_length() if o.get_partial_shape()[-1].is_static else None
                 for o in self.compiled.outputs]
