@@ -201,13 +201,28 @@ def test_easy_difficulty_is_one_unoccluded_person(tmp_path):
 
 
 def test_standard_images_still_match_the_embedded_validation_set():
-    """The generator's default stream is frozen: the embedded set is images 0.. of seed 2."""
+    """The generator's default stream is frozen: the embedded set is images 0.. of seed 2.
+
+    The set was written under OpenCV 5.1, whose warpAffine differs from 4.x (README): under the pinned
+    4.x, image 000000 re-renders with a mean difference of 0.57 levels (max 9) after JPEG decoding, the
+    other two bit-identically. Another seed, person or layout differs by tens of levels on average."""
     from dwpose_edge.embedded import embedded_val_set
     from dwpose_edge.synth.coco import render_one
 
     ann, images = embedded_val_set()
     first = json.loads(ann.read_text())["images"][:3]
+    identical = 0
     for im in first:
         img, _, quality = render_one(2, im["id"] - 1)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        assert ok and buf.tobytes() == (images / im["file_name"]).read_bytes(), im["file_name"]
+        stored = (images / im["file_name"]).read_bytes()
+        identical += buf.tobytes() == stored
+        diff = np.abs(cv2.imdecode(buf, cv2.IMREAD_COLOR).astype(int) - cv2.imdecode(np.frombuffer(stored, np.uint8),
+                                                                                  cv2.IMREAD_COLOR))
+        assert ok and diff.mean() < 1.0 and diff.max() <= 16, (im["file_name"], diff.mean(), diff.max())
+    assert identical >= 2
+    # what a changed stream would give: another seed's image 0, cropped to the stored image's size
+    stored0 = cv2.imread(str(images / first[0]["file_name"]))
+    other = render_one(3, first[0]["id"] - 1)[0][:stored0.shape[0], :stored0.shape[1]]
+    h, w = other.shape[:2]
+    assert np.abs(other.astype(int) - stored0[:h, :w]).mean() > 10

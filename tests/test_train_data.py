@@ -205,8 +205,11 @@ def test_flip_swaps_left_and_right(tiny):
     colors = _dot_colors(b, [9, 10])
     np.testing.assert_allclose(colors[9], DOTS[10], atol=40)
     np.testing.assert_allclose(colors[10], DOTS[9], atol=40)
-    # and the crop is the mirror image of the plain crop, shifted by one pixel (x -> W - x)
-    torch.testing.assert_close(b["img"][:, :, 1:], a["img"].flip(-1)[:, :, :-1], rtol=0, atol=1e-4)
+    # and the crop is the mirror image of the plain crop, shifted by one pixel (x -> W - x). OpenCV 4's
+    # fixed-point warpAffine rounds mirrored coordinates slightly differently: 0.09% of the values (on
+    # sharp dot edges) move by up to 7 levels (0.12 normalised); a wrong flip moves most of them.
+    diff = (b["img"][:, :, 1:] - a["img"].flip(-1)[:, :, :-1]).abs()
+    assert (diff > 1e-4).float().mean() < 0.005 and diff.max() < 0.25, ((diff > 1e-4).float().mean(), diff.max())
 
 
 def test_invisible_keypoints_have_zero_weight_and_label(tiny):
