@@ -50,3 +50,41 @@ def mmpose_python() -> str:
     if proc.returncode != 0:
         pytest.fail(f"tests/mmpose_ref/make_venv.sh failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout.strip().splitlines()[-1]
+
+
+def cached_output(mmpose_python: str, script: Path, args: list[str], inputs: list[Path], extra: str,
+                  folder: str) -> Path:
+    """Run `script --out DIR *args` in the mmpose venv once per version of its inputs and return DIR.
+
+    DIR is ``<cache>/<folder>/<key>``, key = sha256 of the `inputs` files, the venv's stamp and `extra`;
+    written into a temporary folder first and renamed, so a failed or parallel run never leaves a half
+    folder; older keys are deleted (hundreds of MB each).
+    """
+    import hashlib
+    import tempfile
+
+    h = hashlib.sha256()
+    for path in inputs:
+        h.update(path.read_bytes())
+    stamp = Path(mmpose_python).parent.parent / ".dwpose_edge_ready"
+    h.update(stamp.read_bytes() if stamp.exists() else b"")
+    h.update(extra.encode())
+    key = h.hexdigest()[:16]
+    root = venv_dir().parent / folder
+    out = root / key
+    if not (out / "info.json").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+        proc = subprocess.run([mmpose_python, str(script), "--out", str(tmp), *args], env=child_env(),
+                              capture_output=True, text=True, timeout=1200)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            pytest.fail(f"{script.name} failed (rc {proc.returncode}):\n{proc.stderr[-6000:]}")
+        try:
+            tmp.rename(out)
+        except OSError:  # a parallel session won the race; use its output
+            shutil.rmtree(tmp, ignore_errors=True)
+        for stale in root.iterdir():
+            if stale.name != key and not stale.name.startswith("."):
+                shutil.rmtree(stale, ignore_errors=True)
+    return out

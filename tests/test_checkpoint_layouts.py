@@ -10,14 +10,11 @@ non-zip format, and poisoned variants. The allow-list checks at the end need no 
 from __future__ import annotations
 
 import _compat_pickle
-import hashlib
 import io
 import json
 import pickletools
-import shutil
 import subprocess
 import sys
-import tempfile
 import types
 import zipfile
 from functools import lru_cache
@@ -32,7 +29,7 @@ from dwpose_edge.data import DATA_DIR
 from dwpose_edge.errors import WeightsError
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.checkpoint import HISTORY_BUFFER, HistoryBufferStandIn, allowed_globals, read_checkpoint
-from mmpose_venv import REF_DIR, mmpose_python, venv_dir  # noqa: F401 (fixture)
+from mmpose_venv import REF_DIR, cached_output, mmpose_python  # noqa: F401 (fixture)
 from side_venv import child_env
 
 WRITER = REF_DIR / "write_checkpoints.py"
@@ -57,30 +54,7 @@ MARKER_ENV = "DWPOSE_EDGE_PAYLOAD_MARKER"
 @pytest.fixture(scope="session")
 def replicas(mmpose_python: str) -> Path:
     """The folder of replica checkpoints, written once per version of the writer scripts and venv."""
-    h = hashlib.sha256()
-    for path in (WRITER, REF_DIR / "mmpose_dump.py"):
-        h.update(path.read_bytes())
-    stamp = Path(mmpose_python).parent.parent / ".dwpose_edge_ready"
-    h.update(stamp.read_bytes() if stamp.exists() else b"")
-    key = h.hexdigest()[:16]
-    root = venv_dir().parent / "mmpose-checkpoints"
-    out = root / key
-    if not (out / "info.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-        proc = subprocess.run([mmpose_python, str(WRITER), "--out", str(tmp)], env=child_env(),
-                              capture_output=True, text=True, timeout=1200)
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.fail(f"write_checkpoints.py failed (rc {proc.returncode}):\n{proc.stderr[-6000:]}")
-        try:
-            tmp.rename(out)
-        except OSError:  # a parallel session won the race; use its files
-            shutil.rmtree(tmp, ignore_errors=True)
-        for stale in root.iterdir():  # ~450 MB each: keep only the current one
-            if stale.name != key and not stale.name.startswith("."):
-                shutil.rmtree(stale, ignore_errors=True)
-    return out
+    return cached_output(mmpose_python, WRITER, [], [WRITER, REF_DIR / "mmpose_dump.py"], "", "mmpose-checkpoints")
 
 
 def pickle_globals(path: Path) -> set[str]:

@@ -11,19 +11,14 @@ an unreachable package index into a failure instead of a skip.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dwpose_edge.data import DATA_DIR
-from mmpose_venv import MAKE_VENV, REF_DIR, mmpose_python, venv_dir  # noqa: F401 (fixture)
-from side_venv import child_env
+from mmpose_venv import MAKE_VENV, REF_DIR, cached_output, mmpose_python  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.conformance
 
@@ -56,33 +51,10 @@ MAX_TIES = 8
 @pytest.fixture(scope="session")
 def ref(mmpose_python: str) -> dict:
     """mmpose's dump (keys.json, dump.npz, checkpoints), cached by a hash of scripts + inputs."""
-    h = hashlib.sha256()
-    for path in (DUMP, MAKE_VENV, IMAGE):
-        h.update(path.read_bytes())
-    stamp = Path(mmpose_python).parent.parent / ".dwpose_edge_ready"
-    h.update(stamp.read_bytes() if stamp.exists() else b"")
-    h.update(json.dumps([BOXES, SEED, RUN_VARIANTS, LOGIT_VARIANTS]).encode())
-    key = h.hexdigest()[:16]
-    root = venv_dir().parent / "mmpose-dumps"
-    out = root / key
-    if not (out / "info.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-        proc = subprocess.run(
-            [mmpose_python, str(DUMP), "--out", str(tmp), "--image", str(IMAGE), "--boxes", json.dumps(BOXES),
-             "--seed", str(SEED), "--logit-variants", ",".join(LOGIT_VARIANTS),
-             "--topdown-variants", ",".join(RUN_VARIANTS)],
-            env=child_env(), capture_output=True, text=True, timeout=1200)
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.fail(f"mmpose_dump.py failed (rc {proc.returncode}):\n{proc.stderr[-6000:]}")
-        try:
-            tmp.rename(out)
-        except OSError:  # a parallel session won the race; use its dump
-            shutil.rmtree(tmp, ignore_errors=True)
-        for stale in root.iterdir():  # ~200 MB each: keep only the current one
-            if stale.name != key and not stale.name.startswith("."):
-                shutil.rmtree(stale, ignore_errors=True)
+    out = cached_output(mmpose_python, DUMP,
+                        ["--image", str(IMAGE), "--boxes", json.dumps(BOXES), "--seed", str(SEED),
+                         "--logit-variants", ",".join(LOGIT_VARIANTS), "--topdown-variants", ",".join(RUN_VARIANTS)],
+                        [DUMP, MAKE_VENV, IMAGE], json.dumps([BOXES, SEED, RUN_VARIANTS, LOGIT_VARIANTS]), "mmpose-dumps")
     with np.load(out / "dump.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
     return {"dir": out, "npz": arrays, "keys": json.loads((out / "keys.json").read_text()),
