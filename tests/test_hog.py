@@ -24,11 +24,10 @@ from dwpose_edge import hog
 from dwpose_edge.data import DATA_DIR
 from dwpose_edge.detect import HogDetector, make_detector
 from dwpose_edge.errors import InputError
+from hog_ref.samples import OPENCV_DOC, VTEST, vtest_frames
 
 REF_DIR = Path(__file__).parent / "hog_ref"
 CROP = REF_DIR / "vtest_frame400_crop.jpg"
-OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
-VTEST = OPENCV_DOC / "vtest.avi"
 
 # Hand-labelled tight person boxes (x1, y1, x2, y2), read off 2x renders with a pixel grid.
 CROP_PEOPLE = [(25, 135, 54, 221), (341, 80, 369, 140), (439, 236, 496, 348)]
@@ -288,13 +287,10 @@ def test_group_rectangles_hand_computed():
 def _vtest_frame(index: int) -> np.ndarray:
     if not VTEST.exists():
         pytest.skip(f"{VTEST} absent: `apt-get install opencv-doc` ships OpenCV's sample video")
-    cap = cv2.VideoCapture(str(VTEST))
-    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-    ok, frame = cap.read()
-    cap.release()
-    if not ok:
+    frames = vtest_frames([index])
+    if index not in frames:
         pytest.skip(f"this OpenCV cannot decode {VTEST} (no video backend)")
-    return frame
+    return frames[index]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -342,14 +338,8 @@ def _conformance_images() -> dict[str, np.ndarray]:
     for name in ("basketball1.png", "messi5.jpg"):
         if (OPENCV_DOC / name).exists():
             images[Path(name).stem] = cv2.imread(str(OPENCV_DOC / name))
-    if VTEST.exists():
-        cap = cv2.VideoCapture(str(VTEST))
-        for index in (100, 600):   # 0 and 400 are in test_vtest_video_frames
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, frame = cap.read()
-            if ok:
-                images[f"vtest_{index}"] = frame
-        cap.release()
+    for index, frame in vtest_frames((100, 600)).items():  # 0 and 400 are in test_vtest_video_frames
+        images[f"vtest_{index}"] = frame
     return images
 
 

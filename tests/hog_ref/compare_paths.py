@@ -27,9 +27,9 @@ from threadpoolctl import threadpool_limits
 from dwpose_edge import hog
 from dwpose_edge.data import DATA_DIR
 from dwpose_edge.detect import HogDetector
+from samples import OPENCV_DOC, vtest_frames  # this script's folder (tests/hog_ref) is on sys.path
 
 REF_DIR = Path(__file__).resolve().parent
-OPENCV_DOC = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
 def real_images() -> dict[str, np.ndarray]:
@@ -39,15 +39,8 @@ def real_images() -> dict[str, np.ndarray]:
         if (OPENCV_DOC / name).exists():
             paths[Path(name).stem] = OPENCV_DOC / name
     images = {name: cv2.imread(str(p)) for name, p in paths.items()}
-    vtest = OPENCV_DOC / "vtest.avi"
-    if vtest.exists():
-        cap = cv2.VideoCapture(str(vtest))
-        for index in range(0, 800, 100):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, frame = cap.read()
-            if ok:
-                images[f"vtest_{index}"] = frame
-        cap.release()
+    for index, frame in vtest_frames(range(0, 800, 100)).items():
+        images[f"vtest_{index}"] = frame
     return images
 
 
@@ -147,14 +140,7 @@ def main(argv: list[str]) -> None:
 
 def variants() -> None:
     cv2.setNumThreads(1)
-    frames = []
-    cap = cv2.VideoCapture(str(OPENCV_DOC / "vtest.avi"))
-    for index in range(0, 800, 25):
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = cap.read()
-        if ok:
-            frames.append(frame)
-    cap.release()
+    frames = list(vtest_frames(range(0, 800, 25)).values())
     frames += [cv2.imread(str(OPENCV_DOC / n)) for n in ("basketball1.png", "basketball2.png")]
     frames = [f for f in frames if f is not None]
     if not frames:
