@@ -67,6 +67,14 @@ def _warn_without_evaluator(consequence: str) -> None:
         print(f"dwpose-edge: note: {exc}; until then {consequence}", file=sys.stderr)
 
 
+def _require_paths(paths: dict[str, str | None], hint: str = "") -> None:
+    """A one-line error for the first given option whose path does not exist (an ...images option is a folder)."""
+    for flag, path in paths.items():
+        if path is not None and not os.path.exists(path):
+            raise DwposeEdgeError(f"{flag} {path} does not exist; pass an existing "
+                                  f"{'folder' if flag.endswith('images') else 'json file'}{hint}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
@@ -83,11 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not options.get(key):
             raise DwposeEdgeError(f"train needs --{key} (or '{key}' in the --config file)")
     config = TrainConfig.from_dict(options)
-    for key in ("ann", "images", "val_ann", "val_images"):
-        path = getattr(config, key)
-        if path and not os.path.exists(path):
-            raise DwposeEdgeError(f"--{key.replace('_', '-')} {path} does not exist; pass an existing "
-                                  f"{'folder' if key.endswith('images') else 'json file'} (or fix it in --config)")
+    _require_paths({f"--{k.replace('_', '-')}": getattr(config, k) for k in ("ann", "images", "val_ann", "val_images")},
+                   " (or fix it in --config)")
     if config.val_ann:  # periodic validation: find a missing evaluator now, not after the first epochs
         require_evaluator()
     final = train(config)
@@ -100,10 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train.evaluator import load_backend
 
     backend = load_backend(args.evaluator)  # before any model loading or inference
-    for flag, path in (("--ann", args.ann), ("--images", args.images), ("--det-file", args.det_file)):
-        if path is not None and not os.path.exists(path):
-            raise DwposeEdgeError(f"{flag} {path} does not exist; pass an existing "
-                                  f"{'folder' if flag == '--images' else 'json file'}")
+    _require_paths({"--ann": args.ann, "--images": args.images, "--det-file": args.det_file})
     from .train.evaluate import evaluate_estimator, format_results
 
     est = _estimator(args)
