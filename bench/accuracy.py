@@ -21,7 +21,7 @@ def predictions(crops: BenchCrops, keypoints: np.ndarray, scores: np.ndarray) ->
 
 def ap_table(ann_file: str | os.PathLike, crops: BenchCrops, keypoints: np.ndarray, scores: np.ndarray) -> dict:
     """{part: AP} for body, foot, face, lefthand, righthand, wholebody on the crops' images."""
-    from dwpose_edge.train.evaluate import evaluate_predictions
+    from dwpose_edge.evaluation.metric import evaluate_predictions
 
     res = evaluate_predictions(ann_file, predictions(crops, keypoints, scores),
                                image_ids=sorted(set(int(i) for i in crops.image_ids)))

@@ -85,7 +85,7 @@ def _model_env(env: dict, model: str, threads: int) -> dict:
     from dwpose_edge.bench.crops import BenchCrops, build_crops
     from dwpose_edge.bench.runner import resolve_bench_weights
 
-    from dwpose_edge.models.specs import get_spec
+    from dwpose_edge.specs import get_spec
     from dwpose_edge.weights import cache_dir
 
     spec = get_spec(model)
@@ -173,7 +173,7 @@ def bench_runtime(bench_env, bench_threads, tmp_path_factory):
                 "cuda": bench_env["cuda"], "data": {"description": bench_env["data"].description,
                                                     "ann_file": str(bench_env["data"].ann_file)}}
         if model_dir is not None:
-            from dwpose_edge.export.manifest import read_manifest
+            from dwpose_edge.manifest import read_manifest
 
             art = read_manifest(model_dir).find(case.runtime, case.precision)
             info["model_mb"] = round(sum(p.stat().st_size for p in art.paths(model_dir).values()) / 1e6, 2)

@@ -38,7 +38,7 @@ def default_calibration_data(n_images: int = 160, seed: int = 1) -> DataSource:
     """INT8 calibration images for the benchmark's int8 rows: the first images of the training data's
     procedural set (seed 1, ~390 persons, enough for the export's 256 calibration + 64 held-out crops),
     so the evaluated images (the embedded validation set, seed 2) never calibrate."""
-    from dwpose_edge.synth import make_dataset
+    from dwpose_edge.train.synth import make_dataset
     from dwpose_edge.weights import cache_dir
 
     folder = cache_dir() / "bench_data" / f"calib_seed{seed}_n{n_images}"
@@ -99,7 +99,7 @@ def build_crops(ann_file: str | os.PathLike, image_dir: str | os.PathLike, input
 
     `max_persons` keeps the first `max_persons` persons only (quick runs).
     """
-    from dwpose_edge.train.data import load_wholebody_instances
+    from dwpose_edge.evaluation.annotations import load_wholebody_instances
 
     from dwpose_edge.preprocess import crop_boxes
 

@@ -102,7 +102,7 @@ def cpu_flags() -> list[str]:
 
 
 def package_versions() -> dict[str, str]:
-    from dwpose_edge.export.manifest import tool_versions
+    from dwpose_edge.manifest import tool_versions
 
     return tool_versions(PACKAGES)
 

@@ -14,7 +14,7 @@ import os
 import cv2
 import numpy as np
 
-from dwpose_edge.models.specs import MEAN_RGB, SIMCC_SPLIT_RATIO, STD_RGB
+from dwpose_edge.specs import MEAN_RGB, SIMCC_SPLIT_RATIO, STD_RGB
 
 
 def rtmlib_pose(onnx_path: str | os.PathLike, input_size: tuple[int, int], threads: int | None = None):

@@ -123,7 +123,7 @@ def ensure_export(model: str, weights: Any, runtime: str, precision: str, thread
     int8 is calibrated on `calib` (default: `default_calibration_data()`) with allow_accuracy_loss=True:
     the benchmark measures the loss (gate result in the row) instead of refusing the row.
     """
-    from dwpose_edge.export.manifest import MANIFEST
+    from dwpose_edge.manifest import MANIFEST
     from dwpose_edge.export.pipeline import export_model
 
     extra: dict = {}
@@ -143,7 +143,7 @@ def ensure_export(model: str, weights: Any, runtime: str, precision: str, thread
 
 def _export_validation(model_dir: str, runtime: str, precision: str) -> dict:
     """The export's own check of this artifact (manifest.json), e.g. the int8 accuracy gate."""
-    from dwpose_edge.export.manifest import read_manifest
+    from dwpose_edge.manifest import read_manifest
 
     return dict(read_manifest(model_dir).find(runtime, precision).validation)
 
@@ -198,7 +198,7 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
     """
     from tqdm import tqdm
 
-    from dwpose_edge.models.specs import get_spec
+    from dwpose_edge.specs import get_spec
 
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -346,7 +346,7 @@ def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int,
         model_dir = ensure_export(model, weights, "onnxruntime", "fp32", threads)
     except Exception as exc:  # noqa: BLE001
         return {"status": f"failed: export: {type(exc).__name__}: {exc}"}
-    from dwpose_edge.export.manifest import read_manifest
+    from dwpose_edge.manifest import read_manifest
 
     onnx = model_dir / read_manifest(model_dir).find("onnxruntime", "fp32").files["model"]
     base = {"kind": "peer", "model": model, "model_dir": os.fspath(model_dir), "onnx": os.fspath(onnx),

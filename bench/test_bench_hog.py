@@ -7,8 +7,8 @@ import cv2
 import pytest
 
 from dwpose_edge.data import DATA_DIR
-from dwpose_edge.detect import HogDetector
-from dwpose_edge.hog import opencv_has_hog
+from dwpose_edge.detectors import HogDetector
+from dwpose_edge.detectors.hog import opencv_has_hog
 
 
 @pytest.mark.parametrize("backend", ["opencv", "numpy"])

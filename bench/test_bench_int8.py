@@ -48,7 +48,7 @@ def setup():
 
 
 def _open(folder, runtime: str, precision: str):
-    from dwpose_edge.export.manifest import read_manifest, verified_paths
+    from dwpose_edge.manifest import read_manifest, verified_paths
     from dwpose_edge.runtimes.base import open_runtime
 
     art = read_manifest(folder).find(runtime, precision)

@@ -19,7 +19,7 @@ from dwpose_edge.bench.measure import peak_rss_mb, precision_name, rss_mb, summa
 
 def _model_mb(est, model_dir: str | None, runtime: str, precision: str) -> float:
     if model_dir:
-        from dwpose_edge.export.manifest import read_manifest
+        from dwpose_edge.manifest import read_manifest
 
         artifact = read_manifest(model_dir).find(runtime, precision)
         return round(sum(p.stat().st_size for p in artifact.paths(Path(model_dir)).values()) / 1e6, 2)

@@ -59,7 +59,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _warn_without_evaluator(consequence: str) -> None:
     """One line up front when no COCO-WholeBody evaluator imports and a command only loses its AP numbers."""
-    from .train.evaluator import EvaluationUnavailable, require_evaluator
+    from .evaluation.backend import EvaluationUnavailable, require_evaluator
 
     try:
         require_evaluator()
@@ -78,7 +78,7 @@ def _require_paths(paths: dict[str, str | None], hint: str = "") -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from .train.evaluator import require_evaluator
+    from .evaluation.backend import require_evaluator
     from .train.trainer import TrainConfig, load_config_file, train
 
     options = load_config_file(args.config) if args.config else {}
@@ -102,11 +102,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .train.evaluator import load_backend
+    from .evaluation.backend import load_backend
 
     backend = load_backend(args.evaluator)  # before any model loading or inference
     _require_paths({"--ann": args.ann, "--images": args.images, "--det-file": args.det_file})
-    from .train.evaluate import evaluate_estimator, format_results
+    from .evaluation.metric import evaluate_estimator, format_results
 
     est = _estimator(args)
     results = evaluate_estimator(est, args.ann, args.images, use_gt_boxes=args.det_file is None,
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     from .bench_cli import add_parser as add_bench_parser
-    from .synth_cli import add_parser as add_synth_parser
+    from .train.synth_cli import add_parser as add_synth_parser
 
     add_synth_parser(sub)
     add_bench_parser(sub)

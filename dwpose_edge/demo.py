@@ -81,7 +81,7 @@ def _draw_photo(est: Estimator, path: Path, dest: Path, log: Callable[[str], Non
 
 def _draw_validation(est: Estimator, out: Path, log: Callable[[str], None]) -> Path:
     """The generated validation image with the most people, on its ground-truth boxes."""
-    from .train.data import load_wholebody_instances
+    from .evaluation.annotations import load_wholebody_instances
 
     ann, images = embedded_val_set()
     per_image: dict[str, list[np.ndarray]] = {}

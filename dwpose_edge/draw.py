@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .models.specs import PARTS
+from .specs import PARTS
 from .result import PoseResult
 from .skeleton import LIMBS, PART_COLORS
 

@@ -42,7 +42,7 @@ def default_weights(model: str) -> Path:
 @lru_cache(maxsize=None)
 def _verify(path: Path, sha256: str, mtime_ns: int, size: int) -> None:
     """sha256 of an embedded file, checked once per process and file version (mtime/size in the cache key)."""
-    from .export.manifest import sha256_file
+    from .hashing import sha256_file
 
     actual = sha256_file(path)
     if actual != sha256:

@@ -10,32 +10,12 @@ from typing import Any
 import numpy as np
 
 from .errors import ExportError, InputError, ModelFileError
-from .models.specs import NUM_KEYPOINTS, get_spec
+from .specs import NUM_KEYPOINTS, get_spec
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
 from .result import PoseResult
 from .runtimes import precisions
 from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
-
-
-def _torch_model(model: str, weights: Any):
-    """Build a DWPose nn.Module with `weights` (path, registry name, state dict, or 'random')."""
-    import torch
-
-    from .models import build_model, load_checkpoint
-
-    if isinstance(weights, str) and weights == "random":
-        torch.manual_seed(0)
-        return build_model(model)  # seeded default init: untrained, for plumbing tests and demos only
-    if weights is None:
-        from .embedded import default_weights
-
-        weights = default_weights(model)
-    if isinstance(weights, (str, os.PathLike)):
-        from .weights import resolve_weights
-
-        weights = resolve_weights(weights)
-    return load_checkpoint(build_model(model), weights)
 
 
 def is_onnx(weights: Any) -> bool:
@@ -45,7 +25,7 @@ def is_onnx(weights: Any) -> bool:
 def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
                     threads: int | None) -> Runtime:
     """Open one artifact of a folder written by `dwpose-edge export`, after checking model name and sha256."""
-    from .export.manifest import read_manifest, verified_paths
+    from .manifest import read_manifest, verified_paths
 
     manifest = read_manifest(model_dir)
     if manifest.model != model:
@@ -64,7 +44,7 @@ def export_cache_folder(model: str, weights: Any, runtime: str, precision: str, 
     int8 folders are also keyed by the calibration data (None = the embedded validation set).
     """
     from . import __version__
-    from .export.manifest import sha256_file
+    from .hashing import sha256_file
     from .weights import cache_dir
 
     if is_onnx(weights):
@@ -97,7 +77,7 @@ def _cached_export(model: str, weights: Any, runtime: str, precision: str, devic
                    threads: int | None, calib: Any = None, calib_images: str | os.PathLike | None = None) -> Runtime:
     """Export `weights` for `runtime`/`precision` once into the cache (validated; int8 calibrated and gated),
     then open it."""
-    from .export.manifest import MANIFEST
+    from .manifest import MANIFEST
     from .export.pipeline import export_model
 
     folder, weights = export_cache_folder(model, weights, runtime, precision, calib, calib_images)
@@ -176,16 +156,17 @@ class Estimator:
         elif runtime == "torch":
             if is_onnx(weights):
                 raise InputError("an .onnx file runs on runtime='onnxruntime', 'openvino' or 'ncnn', not torch")
+            from .models import load_model
             from .runtimes.torch_runtime import TorchRuntime
 
-            self.runtime = TorchRuntime(_torch_model(model, weights), device=device or "cpu", precision=precision,
+            self.runtime = TorchRuntime(load_model(model, weights), device=device or "cpu", precision=precision,
                                         threads=threads)
         elif is_onnx(weights) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
             self.runtime = open_runtime(runtime, {"model": Path(weights), "xml": Path(weights)}, device=device,
                                         threads=threads, input_size=self.spec.input_size)
         else:
             self.runtime = _cached_export(model, weights, runtime, precision, device, threads, calib, calib_images)
-        from .detect import make_detector
+        from .detectors import make_detector
 
         self.detector = make_detector(detector, runtime=runtime, threads=threads)
         self.input_size = tuple(self.runtime.input_size)

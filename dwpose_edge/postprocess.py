@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models.specs import FLIP_INDICES, SIMCC_SPLIT_RATIO
+from .specs import FLIP_INDICES, SIMCC_SPLIT_RATIO
 
 
 def simcc_maximum(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .models.specs import BBOX_PADDING, MEAN_RGB, STD_RGB
+from .specs import BBOX_PADDING, MEAN_RGB, STD_RGB
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .models.specs import PARTS
+from .specs import PARTS
 
 
 @dataclass(frozen=True)

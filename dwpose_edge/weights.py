@@ -51,11 +51,12 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from .errors import ChecksumError, WeightsError
+from .hashing import sha256_file
 
 __all__ = [
     "WeightsEntry", "REGISTRY", "CACHE_ENV", "MIRROR_ENV", "DEFAULT_TIMEOUT",
     "cache_dir", "get_entry", "list_weights", "weights_for_model", "entry_url", "cached_path",
-    "sha256_of_file", "sha256_from_filename", "verify_file", "download", "resolve_weights",
+    "sha256_file", "sha256_from_filename", "verify_file", "download", "resolve_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ _CHUNK = 1 << 20
 
 _OPENMMLAB_BASE = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/"
 _HF_BASE = "https://huggingface.co/yzd-v/DWPose/resolve/main/"
-# Kept in sync with dwpose_edge.models.specs.MODEL_SPECS (a test checks it); not imported so
+# Kept in sync with dwpose_edge.specs.MODEL_SPECS (a test checks it); not imported so
 # that this module works without torch (e.g. for ONNX-only use).
 _VARIANTS = ("dwpose-t", "dwpose-s", "dwpose-m", "dwpose-l", "dwpose-l-384")
 _SOURCES = ("openmmlab", "huggingface")
@@ -236,15 +237,6 @@ def cached_path(entry: Union[WeightsEntry, str]) -> Path:
 # ----------------------------------------------------------------------------- hashing
 
 
-def sha256_of_file(path: PathLike) -> str:
-    """Hex sha256 of a file, read in chunks (the file is never unpickled)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _matches(digest: str, expected: str) -> bool:
     return digest == expected if len(expected) == 64 else digest.startswith(expected)
 
@@ -268,7 +260,7 @@ def verify_file(path: PathLike, sha256: str) -> str:
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"cannot verify {p}: no such file")
-    digest = sha256_of_file(p)
+    digest = sha256_file(p)
     if not _matches(digest, expected):
         raise ChecksumError(f"{p} has sha256 {digest}, expected {_describe(expected)}")
     return digest
@@ -427,7 +419,7 @@ def _resolve_entry(entry: WeightsEntry, sha256: Optional[str], progress: bool, t
             if size is not None and key[1] != size:  # no need to hash hundreds of MB to tell
                 raise ChecksumError(f"cached {entry.name} file {dest} has {key[1]} bytes, expected {size} bytes: "
                                     + bad)
-            digest = sha256_of_file(dest)
+            digest = sha256_file(dest)
             if not _matches(digest, expected):
                 raise ChecksumError(
                     f"cached {entry.name} file {dest} has sha256 {digest}, expected {_describe(expected)}: " + bad)

@@ -216,7 +216,7 @@ class Int8Export:
 
     def _ap(self, logits: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
         from dwpose_edge.postprocess import decode_simcc
-        from dwpose_edge.train.evaluate import evaluate_predictions
+        from dwpose_edge.evaluation.metric import evaluate_predictions
 
         h = self.data.holdout
         kpts, scores = decode_simcc(logits[0], logits[1], h.centers, h.scales, self.input_size)

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from dwpose_edge.errors import ExportError, InputError
-from dwpose_edge.export.manifest import MANIFEST, Artifact, Manifest, sha256_file, write_manifest
+from dwpose_edge.hashing import sha256_file
+from dwpose_edge.manifest import MANIFEST, Artifact, Manifest, write_manifest
 from dwpose_edge.export.validate import validate, validation_crops
-from dwpose_edge.models.specs import MEAN_RGB, STD_RGB, get_spec
+from dwpose_edge.specs import MEAN_RGB, STD_RGB, get_spec
 from dwpose_edge.runtimes import precisions as table
 from dwpose_edge.runtimes.base import open_runtime
 
@@ -75,7 +76,7 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
     if onnx_source:
         import shutil
 
-        from dwpose_edge.export.to_onnx import check_onnx_file
+        from dwpose_edge.runtimes.onnx_file import check_onnx_file
 
         check_onnx_file(weights)
         if Path(weights).resolve() != fp32_onnx.resolve():
@@ -85,11 +86,11 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
                     reference="onnxruntime fp32 (CPU) on the source ONNX file", opset=_opset(fp32_onnx))
         torch_model = None
     else:
-        from dwpose_edge.estimator import _torch_model
         from dwpose_edge.export.to_onnx import OPSET, export_onnx
+        from dwpose_edge.models import load_model
         from dwpose_edge.runtimes.torch_runtime import TorchRuntime
 
-        torch_model = _torch_model(model, weights)
+        torch_model = load_model(model, weights)
         reference = TorchRuntime(torch_model, threads=threads)
         src = {"weights": weights if isinstance(weights, str) else "<state dict>"}
         if isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():

@@ -442,7 +442,7 @@ def onnx_to_ncnn(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, preci
     """
     import onnx
 
-    from dwpose_edge.export.to_onnx import check_onnx_file
+    from dwpose_edge.runtimes.onnx_file import check_onnx_file
     from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
 
     _check_precision(precision)
@@ -511,9 +511,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if not args.weights:
                 ap.error("--model needs --weights (a checkpoint, a registry name, or 'random')")
-            from dwpose_edge.estimator import _torch_model
+            from dwpose_edge.models import load_model
 
-            files = export_ncnn(_torch_model(args.model, args.weights), args.out, precision, threads=args.threads,
+            files = export_ncnn(load_model(args.model, args.weights), args.out, precision, threads=args.threads,
                                 name=args.name)
         a = files.agreement
         print(f"{files.param}\n{files.bin}\n  {precision}: {a.within_1px:.2%} keypoints within 1 px, "

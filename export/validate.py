@@ -9,7 +9,7 @@ import numpy as np
 
 from dwpose_edge.data import DATA_DIR
 from dwpose_edge.errors import ParityError
-from dwpose_edge.models.specs import SIMCC_SPLIT_RATIO
+from dwpose_edge.specs import SIMCC_SPLIT_RATIO
 from dwpose_edge.preprocess import crop_boxes
 
 # precision -> (pixel radius, minimum fraction of keypoints within it), in input (crop) space

@@ -8,7 +8,7 @@ training images (the gate measures INT8 against fp32, so it needs crops on which
 confident, not unseen data; the two sets still never share an image).
 
 Data: `tiny_wholebody` stick figures (all 133 keypoints drawn and labelled). The procedural 3D set
-(`dwpose_edge.synth.make_dataset`) was tried first: 540 iterations (augmented or not) left dwpose-t on
+(`dwpose_edge.train.synth.make_dataset`) was tried first: 540 iterations (augmented or not) left dwpose-t on
 the flat-logit plateau (loss at the "predict the mean position" level, AP 0, 0 % of keypoints with a
 peak margin > 0.05), while the stick figures reach AP ~78 and peaked logits within ~700 iterations. Each
 keypoint's agreement after INT8 tracks its peak margin (margin < 0.01: 55 % within 2 px; > 0.06: 98 %),
@@ -119,7 +119,7 @@ def quality(checkpoint, ann, images) -> dict:
     est = Estimator("dwpose-t", weights=str(checkpoint))
     out: dict = {}
     try:
-        from dwpose_edge.train.evaluate import evaluate_estimator
+        from dwpose_edge.evaluation.metric import evaluate_estimator
 
         res = evaluate_estimator(est, ann, images, progress=False)
         out["ap"] = {k: round(v["AP"] * 100, 2) for k, v in res.items()}

@@ -32,8 +32,8 @@ from dwpose_edge.cli import main as cli_main
 from dwpose_edge.data import DATA_DIR
 from dwpose_edge.errors import (DwposeEdgeError, ExportError, InputError, ModelFileError, RuntimeUnavailableError,
                                 WeightsError)
-from dwpose_edge.export.manifest import sha256_file
-from dwpose_edge.models.specs import NUM_KEYPOINTS
+from dwpose_edge.hashing import sha256_file
+from dwpose_edge.specs import NUM_KEYPOINTS
 from dwpose_edge.preprocess import boxes_to_center_scale
 from shared_models import installed, model_dir
 

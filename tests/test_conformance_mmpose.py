@@ -66,7 +66,7 @@ def _ckpt(ref: dict, variant: str) -> str:
 
 
 def _input_size(variant: str) -> tuple[int, int]:
-    from dwpose_edge.models import get_spec
+    from dwpose_edge.specs import get_spec
 
     return tuple(get_spec(variant).input_size)
 
@@ -99,7 +99,7 @@ def test_state_dict_keys_and_shapes(ref, variant):
 
 
 def test_flip_indices(ref):
-    from dwpose_edge.models import FLIP_INDICES
+    from dwpose_edge.specs import FLIP_INDICES
 
     np.testing.assert_array_equal(np.asarray(FLIP_INDICES), ref["npz"]["flip_indices"])
 

@@ -19,7 +19,8 @@ from dwpose_edge.data import DATA_DIR
 from dwpose_edge.demo import DEMO_WEIGHTS, PHOTOS, run_demo
 from dwpose_edge.draw import draw
 from dwpose_edge.errors import ChecksumError
-from dwpose_edge.weights import get_entry, sha256_of_file
+from dwpose_edge.hashing import sha256_file
+from dwpose_edge.weights import get_entry
 from shared_models import checkpoint
 
 FILENAME = get_entry(DEMO_WEIGHTS).filename
@@ -64,9 +65,9 @@ def mirror(tmp_path, monkeypatch):
 def test_online_fetches_once_verified_and_draws_the_real_photos(mirror, tmp_path):
     served = tmp_path / "mirror" / FILENAME
     lines: list[str] = []
-    res = run_demo(tmp_path / "out", sha256=sha256_of_file(served), log=lines.append)
+    res = run_demo(tmp_path / "out", sha256=sha256_file(served), log=lines.append)
     assert res["official"] == tmp_path / "cache" / FILENAME
-    assert sha256_of_file(res["official"]) == sha256_of_file(served)
+    assert sha256_file(res["official"]) == sha256_file(served)
     assert mirror.gets == [f"/{FILENAME}"]
     names = sorted(p.name for p in res["files"])
     assert names == sorted([f"{Path(n).stem}_pose.png" for n in PHOTOS] + ["val_000004_pose.png"])
@@ -80,7 +81,7 @@ def test_online_fetches_once_verified_and_draws_the_real_photos(mirror, tmp_path
         np.testing.assert_array_equal(drawn, expected)
         assert (drawn != image).any()
     # a second run uses the cached, verified file: no new request
-    run_demo(tmp_path / "out2", sha256=sha256_of_file(served), log=lines.append)
+    run_demo(tmp_path / "out2", sha256=sha256_file(served), log=lines.append)
     assert mirror.gets == [f"/{FILENAME}"]
 
 
@@ -116,7 +117,7 @@ def test_cli_demo_online_through_the_mirror(mirror, tmp_path, capsys):
     from dwpose_edge.cli import main
 
     served = tmp_path / "mirror" / FILENAME
-    assert main(["demo", "--out", str(tmp_path / "out"), "--sha256", sha256_of_file(served)]) == 0
+    assert main(["demo", "--out", str(tmp_path / "out"), "--sha256", sha256_file(served)]) == 0
     out = capsys.readouterr().out
     assert f"model: the official dwpose-t ({FILENAME}, sha256-verified" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(

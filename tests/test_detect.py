@@ -4,7 +4,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from dwpose_edge.detect import WholeImage, YoloxDetector, decode_yolox, letterbox, make_detector, nms
+from dwpose_edge.detectors import WholeImage, YoloxDetector, decode_yolox, letterbox, make_detector, nms
 from dwpose_edge.errors import InputError, ModelFileError
 
 

@@ -16,7 +16,7 @@ from dwpose_edge.train.embed import pack_fp16
 
 
 def test_embedded_validation_set_is_complete():
-    from dwpose_edge.train.data import load_wholebody_instances
+    from dwpose_edge.evaluation.annotations import load_wholebody_instances
 
     ann, images = embedded.embedded_val_set()
     doc = json.loads(ann.read_text())
@@ -69,7 +69,7 @@ def test_pack_fp16_halves_the_file_and_keeps_the_model(tiny_checkpoint, tmp_path
 
 
 def test_embed_records_the_ap_on_the_embedded_set(tiny_checkpoint, tmp_path, capsys):
-    from dwpose_edge.export.manifest import sha256_file
+    from dwpose_edge.hashing import sha256_file
     from dwpose_edge.train.embed import main
 
     dst = tmp_path / "w.pth"
@@ -111,7 +111,7 @@ def test_estimator_without_arguments_runs_the_embedded_model(grace_hopper):
     same = Estimator(weights=embedded.default_weights("dwpose-t"))(grace_hopper)
     assert len(result) == 1 and np.array_equal(result.keypoints, same.keypoints)
     # on generated people (its training domain) most body keypoints land near the truth
-    from dwpose_edge.train.data import load_wholebody_instances
+    from dwpose_edge.evaluation.annotations import load_wholebody_instances
 
     inst = [i for i in load_wholebody_instances(*embedded.embedded_val_set()) if i["image_path"].endswith("000004.jpg")]
     image = cv2.imread(inst[0]["image_path"])
@@ -128,7 +128,7 @@ def test_embedded_model_reproduces_its_recorded_ap():
     """The AP written into the file when it was packed (train/embed.py) is what it scores here, and it is
     a trained model: its body AP is well above an untrained network's 0."""
     from dwpose_edge import Estimator
-    from dwpose_edge.train.evaluate import evaluate_estimator
+    from dwpose_edge.evaluation.metric import evaluate_estimator
 
     meta = embedded.embedded_meta("dwpose-t")
     recorded = meta["embedded_val_ap"]

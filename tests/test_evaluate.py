@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from dwpose_edge.data import DATA_DIR
-from dwpose_edge.train.evaluate import (EVAL_PARTS, STATS_NAMES, WHOLEBODY_SIGMAS, evaluate_estimator,
+from dwpose_edge.evaluation.metric import (EVAL_PARTS, STATS_NAMES, WHOLEBODY_SIGMAS, evaluate_estimator,
                                         evaluate_predictions, instance_score, oks_nms)
-from dwpose_edge.train.evaluator import EvaluationUnavailable, load_backend
+from dwpose_edge.evaluation.backend import EvaluationUnavailable, load_backend
 
 
 def _unusable(name: str) -> str | None:

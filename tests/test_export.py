@@ -10,7 +10,7 @@ import torch
 
 from dwpose_edge import Estimator
 from dwpose_edge.errors import ModelFileError, ParityError, RuntimeUnavailableError
-from dwpose_edge.export.manifest import read_manifest
+from dwpose_edge.manifest import read_manifest
 from dwpose_edge.export.pipeline import export_model
 from dwpose_edge.export.validate import THRESHOLDS, agreement, validate, validation_crops
 from dwpose_edge.models import build_model, load_checkpoint

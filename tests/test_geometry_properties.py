@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dwpose_edge.models.specs import BBOX_PADDING, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO
+from dwpose_edge.specs import BBOX_PADDING, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO
 from dwpose_edge.postprocess import decode_simcc
 from dwpose_edge.preprocess import crop_boxes, warp_matrix
 

@@ -1,4 +1,4 @@
-"""HOG + linear-SVM people detector (dwpose_edge.hog): both scan backends, against OpenCV 4.x's HOGDescriptor.
+"""HOG + linear-SVM people detector (dwpose_edge.detectors.hog): both scan backends, against OpenCV 4.x's HOGDescriptor.
 
 The numpy backend is compared with tests/hog_ref/opencv4_ref.npz everywhere (it is the only HOG on
 OpenCV 5), and with this process's cv2.HOGDescriptor directly where cv2 has one (OpenCV 4.x, the
@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
-from dwpose_edge import hog
+from dwpose_edge.detectors import hog
 from dwpose_edge.data import DATA_DIR
-from dwpose_edge.detect import HogDetector, make_detector
+from dwpose_edge.detectors import HogDetector, make_detector
 from dwpose_edge.errors import InputError
 from hog_ref.samples import OPENCV_DOC, VTEST, vtest_frames
 

@@ -65,7 +65,7 @@ def test_calibration_split_is_disjoint_by_image_and_deterministic(tiny):
 
 def test_calibration_crops_are_the_inference_crops(tiny):
     from dwpose_edge.preprocess import crop_boxes
-    from dwpose_edge.train.data import load_wholebody_instances
+    from dwpose_edge.evaluation.annotations import load_wholebody_instances
 
     ann, images = tiny
     data = from_coco(ann, images, INPUT, n_calib=4, n_holdout=4)
@@ -217,7 +217,7 @@ def test_int8_passes_gate_on_trained_model(exported, runtime):
 def test_int8_artifact_reopens_and_agrees_on_heldout(exported, runtime):
     """Open the manifest's int8 artifact like users do and re-measure it on the held-out crops."""
     from dwpose_edge import Estimator
-    from dwpose_edge.export.manifest import read_manifest, verified_paths
+    from dwpose_edge.manifest import read_manifest, verified_paths
     from int8_assets import CALIB
 
     t = exported["trained"]
@@ -253,7 +253,7 @@ def test_calibration_and_gate_crops_are_disjoint_in_the_export(exported):
 def test_gate_failure_raises_with_figures_and_allow_flag_writes_it(trained, tmp_path, monkeypatch):
     """A gate that cannot be met (monkeypatched to 100.1 %) must stop the export with the figures;
     --allow-accuracy-loss writes the folder with the failure flagged instead."""
-    from dwpose_edge.export.manifest import read_manifest
+    from dwpose_edge.manifest import read_manifest
     from dwpose_edge.export.pipeline import export_model
     from int8_assets import CALIB
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from dwpose_edge.errors import WeightsError
-from dwpose_edge.models import MODEL_SPECS, build_model, load_checkpoint
+from dwpose_edge.models import build_model, load_checkpoint
+from dwpose_edge.specs import MODEL_SPECS
 
 # Parameter counts published with the mmpose configs (SPEC.md), in millions.
 PUBLISHED_PARAMS = {"dwpose-t": 5.52, "dwpose-s": 8.38, "dwpose-m": 17.95, "dwpose-l": 33.48, "dwpose-l-384": 33.61}

@@ -1,6 +1,6 @@
 import numpy as np
 
-from dwpose_edge.models.specs import FLIP_INDICES
+from dwpose_edge.specs import FLIP_INDICES
 from dwpose_edge.postprocess import decode_simcc, flip_back, merge_flip, simcc_maximum
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dwpose_edge.errors import InputError
-from dwpose_edge.models.specs import MEAN_RGB, STD_RGB
+from dwpose_edge.specs import MEAN_RGB, STD_RGB
 from dwpose_edge.preprocess import CropWorkspace, boxes_to_center_scale, crop_boxes, warp_matrix
 
 SIZE = (192, 256)

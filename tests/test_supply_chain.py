@@ -15,7 +15,7 @@ import torch
 
 from dwpose_edge import Estimator
 from dwpose_edge.errors import ModelFileError, WeightsError
-from dwpose_edge.export.manifest import sha256_file
+from dwpose_edge.hashing import sha256_file
 from dwpose_edge.models import build_model, load_checkpoint
 from shared_models import installed, model_dir
 
@@ -175,7 +175,7 @@ def test_onnx_external_data_outside_its_folder_is_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from dwpose_edge.export.to_onnx import check_onnx_file
+    from dwpose_edge.runtimes.onnx_file import check_onnx_file
 
     weight = numpy_helper.from_array(np.zeros((2, 2), np.float32), "W")
     weight.ClearField("raw_data")

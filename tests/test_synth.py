@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from dwpose_edge.synth import CATEGORIES, make_dataset, render_scene
-from dwpose_edge.synth.figure import Look
-from dwpose_edge.synth.scene import Placed, place_at
-from dwpose_edge.synth.skeleton3d import sample_skeleton
+from dwpose_edge.train.synth import CATEGORIES, make_dataset, render_scene
+from dwpose_edge.train.synth.figure import Look
+from dwpose_edge.train.synth.scene import Placed, place_at
+from dwpose_edge.train.synth.skeleton3d import sample_skeleton
 
 PARTS = (("keypoints", 17), ("foot_kpts", 6), ("face_kpts", 68), ("lefthand_kpts", 21), ("righthand_kpts", 21))
 
@@ -153,7 +153,7 @@ def test_left_right_convention(seed):
 @pytest.mark.parametrize("evaluator", ["xtcocotools", "xthotcoco"])
 def test_loads_with_coco_api_and_self_evaluates_perfectly(small_set, evaluator):
     """The generated json loads in each COCO-WholeBody evaluator and scores its own truth AP 1."""
-    from dwpose_edge.train.evaluator import load_backend
+    from dwpose_edge.evaluation.backend import load_backend
 
     path, data = small_set
     try:
@@ -172,7 +172,7 @@ def test_loads_with_coco_api_and_self_evaluates_perfectly(small_set, evaluator):
 
 
 def test_cli_make_data(tmp_path, capsys):
-    from dwpose_edge.synth_cli import add_parser
+    from dwpose_edge.train.synth_cli import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
@@ -194,7 +194,7 @@ def test_easy_difficulty_is_one_unoccluded_person(tmp_path):
     with pytest.raises(ValueError, match="unknown difficulty 'hard'"):
         make_dataset(tmp_path / "bad", 1, difficulty="hard")
     assert not (tmp_path / "bad").exists()
-    from dwpose_edge.synth import render_one
+    from dwpose_edge.train.synth import render_one
 
     with pytest.raises(ValueError, match="unknown difficulty 'Easy'"):
         render_one(3, 0, (160, 256), "Easy")
@@ -207,7 +207,7 @@ def test_standard_images_still_match_the_embedded_validation_set():
     4.x, image 000000 re-renders with a mean difference of 0.57 levels (max 9) after JPEG decoding, the
     other two bit-identically. Another seed, person or layout differs by tens of levels on average."""
     from dwpose_edge.embedded import embedded_val_set
-    from dwpose_edge.synth.coco import render_one
+    from dwpose_edge.train.synth.coco import render_one
 
     ann, images = embedded_val_set()
     first = json.loads(ann.read_text())["images"][:3]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dwpose_edge.models.specs import FLIP_INDICES
+from dwpose_edge.specs import FLIP_INDICES
 from dwpose_edge.postprocess import decode_simcc
 from dwpose_edge.preprocess import boxes_to_center_scale, crop_boxes, warp_matrix
 from dwpose_edge.train.data import (WORKER_CONTEXT, AugConfig, WholeBodyDataset, encode_simcc, get_warp_matrix,
@@ -338,7 +338,7 @@ def test_matches_real_mmpose(tiny, tmp_path, mmpose_python):
     from pathlib import Path
 
     from dwpose_edge.train.data import LOWER_BODY_IDS, UPPER_BODY_IDS
-    from dwpose_edge.train.evaluate import WHOLEBODY_SIGMAS
+    from dwpose_edge.evaluation.metric import WHOLEBODY_SIGMAS
     from dwpose_edge.train.losses import FeatureLoss, KLDiscretLoss, LogitLoss
 
     python = mmpose_python

@@ -16,7 +16,8 @@ import torch
 
 from dwpose_edge import weights as W
 from dwpose_edge.errors import ChecksumError, WeightsError
-from dwpose_edge.models import MODEL_SPECS, build_model, load_checkpoint
+from dwpose_edge.models import build_model, load_checkpoint
+from dwpose_edge.specs import MODEL_SPECS
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -230,7 +231,7 @@ def test_download_verifies_and_writes_atomically(server, ckpt, tmp_path):
     out = W.download(server.url("/files/dwpose-t.pth"), dest, sha256=digest, progress=True)
     assert out == dest
     assert dest.stat().st_size == len(data) > 20_000_000  # fp32 dwpose-t, 5.5 M values
-    assert W.sha256_of_file(dest) == digest
+    assert W.sha256_file(dest) == digest
     assert _leftovers(dest.parent) == ["model.pth"]  # the temp file was renamed, nothing else left
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
     assert server.requests == ["/files/dwpose-t.pth"]
@@ -456,7 +457,7 @@ def test_pinned_entry_downloads_verified_through_a_mirror(monkeypatch, server, c
     monkeypatch.setenv(W.MIRROR_ENV, server.url("/mirror/{source}"))
     server.routes["/mirror/huggingface/test-pinned.pth"] = (data, "ok")
     p = W.resolve_weights("test-pinned", progress=False)
-    assert p == W.cached_path(entry) and W.sha256_of_file(p) == digest
+    assert p == W.cached_path(entry) and W.sha256_file(p) == digest
     _assert_loads_equal(p, state)
     assert W.resolve_weights("test-pinned") == p and len(server.requests) == 1  # verified once, then cached
     # the same bytes against a size one byte off: refused before the hash, nothing replaced

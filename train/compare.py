@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from .evaluate import EVAL_PARTS as PARTS
+from dwpose_edge.evaluation.metric import EVAL_PARTS as PARTS
 
 
 def run_name(path: str | os.PathLike) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dwpose_edge.export.manifest import sha256_file
+from dwpose_edge.hashing import sha256_file
 from dwpose_edge.models import build_model, load_checkpoint
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from dwpose_edge import Estimator
     from dwpose_edge.embedded import embedded_val_set
-    from dwpose_edge.train.evaluate import evaluate_estimator
+    from dwpose_edge.evaluation.metric import evaluate_estimator
 
     def ap(weights: str, ann: str | os.PathLike, images: str | os.PathLike) -> dict[str, float]:
         res = evaluate_estimator(Estimator(args.model, weights=weights, threads=1), ann, images, progress=False)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dwpose_edge.models.specs import NUM_KEYPOINTS
+from dwpose_edge.specs import NUM_KEYPOINTS
 
 SIMCC_BETA = 10.0            # KLDiscretLoss(beta=10.) in every rtmpose/dwpose config; KDLoss receives it too
 LABEL_BETA = 10.0            # KLDiscretLoss default label_beta (label_softmax=True in the configs)

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from dwpose_edge.errors import DwposeEdgeError
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
-from dwpose_edge.models.specs import NUM_KEYPOINTS, PARTS, SIMCC_SPLIT_RATIO
+from dwpose_edge.specs import NUM_KEYPOINTS, PARTS, SIMCC_SPLIT_RATIO
 from dwpose_edge.train.data import WORKER_CONTEXT, AugConfig, WholeBodyDataset
 from dwpose_edge.train.losses import (FEATURE_ALPHA_CODE, HeatmapDecoder, KLDiscretLoss, Stage1Loss, Stage2Loss,
                                      heatmap_warmup_loss)
@@ -75,7 +75,7 @@ class TrainConfig:
     heatmap_warmup_iters: int = 0         # ... decayed linearly to 0 over this many iterations (from scratch)
     cls_init_scale: float = 1.0           # not DWPose: scale the fresh cls_x/cls_y weights (0.05: start near
                                           # uniform logits instead of a KL of ~12 that crushes the features)
-    part_weights: dict[str, float] | None = None  # loss weight per part (models.specs.PARTS names; missing = 1),
+    part_weights: dict[str, float] | None = None  # loss weight per part (specs.PARTS names; missing = 1),
                                           # as mmpose's dataset keypoint weights; e.g. body first from scratch
     sigma_scale: float = 1.0              # not DWPose: wider SimCC targets (x sigma) for a from-scratch start
     heatmap_decoder: bool = False         # warm-up on a temporary stride-8 decoder instead of the 8x6 final_layer
@@ -461,7 +461,7 @@ def _save(path: Path, cfg: TrainConfig, step: TrainStep, optimizer, ema, epoch: 
 def evaluate_weights(model: str, state: dict, ann: str, images: str) -> dict:
     """COCO-WholeBody AP of a state dict on GT boxes (torch runtime, no flip)."""
     from dwpose_edge import Estimator
-    from dwpose_edge.train.evaluate import evaluate_estimator
+    from dwpose_edge.evaluation.metric import evaluate_estimator
 
     return evaluate_estimator(Estimator(model, weights=state), ann, images, progress=False)
 

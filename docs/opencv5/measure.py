@@ -57,10 +57,10 @@ def main() -> None:
     from dwpose_edge import Estimator
     from dwpose_edge.data import DATA_DIR
     from dwpose_edge.embedded import embedded_val_set
-    from dwpose_edge.models.specs import SIMCC_SPLIT_RATIO
+    from dwpose_edge.specs import SIMCC_SPLIT_RATIO
     from dwpose_edge.postprocess import simcc_maximum
     from dwpose_edge.preprocess import boxes_to_center_scale, normalize, warp_matrix
-    from dwpose_edge.train.data import load_wholebody_instances
+    from dwpose_edge.evaluation.annotations import load_wholebody_instances
 
     torch.set_num_threads(1)
     est = Estimator("dwpose-t", runtime="torch", threads=1)

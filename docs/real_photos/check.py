@@ -43,7 +43,7 @@ def fetch_photos(cache: Path) -> Path:
 
 def body_oks(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: float) -> float:
     """COCO OKS over the marked body keypoints."""
-    from dwpose_edge.train.evaluate import WHOLEBODY_SIGMAS
+    from dwpose_edge.evaluation.metric import WHOLEBODY_SIGMAS
 
     var = (WHOLEBODY_SIGMAS[:17] * 2) ** 2
     e = ((pred - gt) ** 2).sum(-1) / var / (area + np.spacing(1)) / 2
@@ -54,7 +54,7 @@ def mean_body_pose() -> np.ndarray:
     """Mean body pose of the embedded validation set in box-normalised coordinates ((x - center) / scale)."""
     from dwpose_edge.embedded import embedded_val_set
     from dwpose_edge.preprocess import boxes_to_center_scale
-    from dwpose_edge.train.data import load_wholebody_instances
+    from dwpose_edge.evaluation.annotations import load_wholebody_instances
 
     inst = load_wholebody_instances(*embedded_val_set())
     c, s = boxes_to_center_scale(np.stack([i["bbox_xyxy"] for i in inst]), (192, 256))
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from dwpose_edge import Estimator
     from dwpose_edge.draw import draw
     from dwpose_edge.preprocess import boxes_to_center_scale
-    from dwpose_edge.train.evaluate import evaluate_predictions
+    from dwpose_edge.evaluation.metric import evaluate_predictions
 
     photos = fetch_photos(Path(args.cache))
     ann_file = HERE / "annotations.json"

@@ -8,11 +8,13 @@ from typing import Union
 import torch
 from torch import nn
 
+from ..embedded import default_weights
 from ..errors import WeightsError
+from ..specs import MODEL_SPECS, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, ModelSpec, get_spec
+from ..weights import resolve_weights
 from .checkpoint import read_checkpoint
 from .cspnext import CSPNeXt
 from .rtmcc_head import RTMCCHead
-from .specs import NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, ModelSpec, get_spec
 
 
 class DWPose(nn.Module):
@@ -94,7 +96,6 @@ def load_checkpoint(model: nn.Module, path_or_state: StateLike) -> nn.Module:
 
 def _guess_variant(state: Mapping[str, torch.Tensor]) -> str | None:
     """Name the variant whose state-dict shapes match, to make size-mismatch errors actionable."""
-    from .specs import MODEL_SPECS
 
     stem = state.get("backbone.stem.0.conv.weight")
     cls_y = state.get("head.cls_y.weight")
@@ -106,3 +107,16 @@ def _guess_variant(state: Mapping[str, torch.Tensor]) -> str | None:
                 and blocks == max(round(3 * spec.deepen_factor), 1)):
             return spec.name
     return None
+
+
+def load_model(model: str, weights: StateLike | None = None) -> DWPose:
+    """A DWPose nn.Module (cpu) with `weights`: a checkpoint path, a registry name, a state dict,
+    None (the embedded default of `model`) or 'random' (seeded default init: untrained, for plumbing tests)."""
+    if isinstance(weights, str) and weights == "random":
+        torch.manual_seed(0)
+        return build_model(model)
+    if weights is None:
+        weights = default_weights(model)
+    if isinstance(weights, (str, os.PathLike)):
+        weights = resolve_weights(weights)
+    return load_checkpoint(build_model(model), weights)

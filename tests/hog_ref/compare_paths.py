@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from dwpose_edge import hog
+from dwpose_edge.detectors import hog
 from dwpose_edge.data import DATA_DIR
-from dwpose_edge.detect import HogDetector
+from dwpose_edge.detectors import HogDetector
 from samples import OPENCV_DOC, vtest_frames  # this script's folder (tests/hog_ref) is on sys.path
 
 REF_DIR = Path(__file__).resolve().parent

@@ -1,7 +1,6 @@
 """`manifest.json` of an exported model folder: what is in it, its hashes, tool versions and validation figures."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -10,18 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from dwpose_edge.errors import ModelFileError
+from dwpose_edge.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "dwpose-edge-model/1"
 TOOLS = ("dwpose-edge", "torch", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf", "ncnn", "pnnx", "numpy")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tool_versions(names=TOOLS) -> dict[str, str]:

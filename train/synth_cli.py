@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .errors import DwposeEdgeError
+from dwpose_edge.errors import DwposeEdgeError
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError  # a ValueError too
+
 # mmpose PoseDataPreprocessor, applied after BGR->RGB.
 MEAN_RGB = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 STD_RGB = np.array([58.395, 57.12, 57.375], dtype=np.float32)
@@ -66,8 +68,6 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODEL_SPECS[name]
     except KeyError:
-        from dwpose_edge.errors import InputError  # a ValueError too
-
         raise InputError(f"unknown model {name!r}; choose one of {sorted(MODEL_SPECS)}") from None
 
 

@@ -31,11 +31,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dwpose_edge.models.specs import NUM_KEYPOINTS
+from dwpose_edge.specs import NUM_KEYPOINTS
 from dwpose_edge.preprocess import boxes_to_center_scale
 
-from .data import load_wholebody_instances
-from .evaluator import EvaluationUnavailable, load_backend
+from .annotations import load_wholebody_instances
+from .backend import EvaluationUnavailable, load_backend
 
 EVAL_PARTS = ("body", "foot", "face", "lefthand", "righthand", "wholebody")
 STATS_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")

@@ -7,8 +7,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .errors import InputError, ModelFileError
-from .preprocess import check_image
+from ..errors import InputError, ModelFileError
+from ..preprocess import check_image
 
 YOLOX_STRIDES = (8, 16, 32)
 
@@ -72,14 +72,14 @@ class YoloxDetector:
 
     def __init__(self, path: str | os.PathLike, runtime: str = "onnxruntime", nms_threshold: float = 0.45,
                  candidate_threshold: float = 0.1, score_threshold: float = 0.3, threads: int | None = None) -> None:
-        from .export.to_onnx import check_onnx_file
+        from ..runtimes.onnx_file import check_onnx_file
 
         proto = check_onnx_file(path, n_outputs=1)
         dims = proto.graph.input[0].type.tensor_type.shape.dim
         self.input_hw = (dims[2].dim_value or 640, dims[3].dim_value or 640)
         self.nms_threshold, self.candidate_threshold, self.score_threshold = nms_threshold, candidate_threshold, score_threshold
         if runtime == "onnxruntime":
-            from .runtimes.base import require
+            from ..runtimes.base import require
 
             ort = require("onnxruntime", "dwpose-edge")
             opts = ort.SessionOptions()
@@ -89,7 +89,7 @@ class YoloxDetector:
             name = session.get_inputs()[0].name
             self._run = lambda x: session.run(None, {name: x})[0]
         elif runtime == "openvino":
-            from .runtimes.base import require
+            from ..runtimes.base import require
 
             ov = require("openvino", "dwpose-edge[openvino]")
             config = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -119,7 +119,7 @@ class HogDetector:
     """Dalal-Triggs HOG + linear-SVM pedestrian detector (OpenCV's default people SVM, shipped with the
     package, so no download): the offline choice, much weaker than YOLOX (finds upright, mostly full-body
     people of at least ~100 px height; misses sitting/partial people). Scores are SVM margins (>= 0), not
-    probabilities. `backend` ("auto" | "opencv" | "numpy", see `dwpose_edge.hog`): OpenCV 4's
+    probabilities. `backend` ("auto" | "opencv" | "numpy", see `dwpose_edge.detectors.hog`): OpenCV 4's
     HOGDescriptor where cv2 has it, ~0.1 s per 768x576 frame on one core (cv2.setNumThreads applies),
     else our numpy scan (OpenCV 5), ~0.27 s, same boxes.
 
@@ -176,7 +176,7 @@ def make_detector(spec: str | Detector | None, runtime: str = "onnxruntime", thr
     if spec == "hog":
         return HogDetector()
     if spec == "yolox":
-        from .weights import resolve_weights
+        from ..weights import resolve_weights
 
         path = resolve_weights("yolox-l-hf-onnx")
         return YoloxDetector(path, runtime="openvino" if runtime == "openvino" else "onnxruntime", threads=threads)

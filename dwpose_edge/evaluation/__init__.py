@@ -1,0 +1,1 @@
+"""COCO-WholeBody evaluation: annotation reading, the mmpose metric, and its COCOeval backend (no torch)."""
