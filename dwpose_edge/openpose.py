@@ -44,11 +44,12 @@ def to_openpose_points(result: PoseResult) -> tuple[np.ndarray, np.ndarray]:
 def to_openpose(result: PoseResult, canvas_size: tuple[int, int]) -> dict:
     """The OpenPose JSON layout ControlNet tools read; points scoring <= 0.3 are written as 0, 0, 0.
 
-    `canvas_size` is (height, width) of the image the keypoints are in (pixels).
+    `canvas_size` is (height, width) of the image the keypoints are in (pixels). A result with track ids
+    gives each person its `track_id`.
     """
     kk, ss = to_openpose_points(result)
     people = []
-    for k, s in zip(kk, ss):
+    for i, (k, s) in enumerate(zip(kk, ss)):
         flat = np.concatenate([k, s[:, None]], axis=1).astype(np.float64)
         flat[s <= SCORE_THRESHOLD] = 0.0
         people.append({"pose_keypoints_2d": flat[:18].ravel().round(3).tolist(),
@@ -56,6 +57,8 @@ def to_openpose(result: PoseResult, canvas_size: tuple[int, int]) -> dict:
                        "face_keypoints_2d": flat[24:92].ravel().round(3).tolist(),
                        "hand_left_keypoints_2d": flat[92:113].ravel().round(3).tolist(),
                        "hand_right_keypoints_2d": flat[113:134].ravel().round(3).tolist()})
+        if result.track_ids is not None:
+            people[-1]["track_id"] = int(result.track_ids[i])
     return {"people": people, "canvas_height": int(canvas_size[0]), "canvas_width": int(canvas_size[1])}
 
 

@@ -11,11 +11,13 @@ from .specs import PARTS
 
 @dataclass(frozen=True)
 class PoseResult:
-    """`keypoints` (N,133,2) image pixels, `scores` (N,133) raw SimCC maxima, `boxes` (N,4) xyxy."""
+    """`keypoints` (N,133,2) image pixels, `scores` (N,133) raw SimCC maxima, `boxes` (N,4) xyxy;
+    `track_ids` (N,) int, the person's identity over a video (`tracking.PoseTracker`), else None."""
 
     keypoints: np.ndarray
     scores: np.ndarray
     boxes: np.ndarray
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -31,16 +33,20 @@ class PoseResult:
             raise IndexError(f"person {index} out of range for {len(self)} persons")
         if isinstance(index, (int, np.integer)) and index < 0:
             sel = slice(len(self) + index, len(self) + index + 1)
-        return PoseResult(self.keypoints[sel], self.scores[sel], self.boxes[sel])
+        return PoseResult(self.keypoints[sel], self.scores[sel], self.boxes[sel],
+                          None if self.track_ids is None else self.track_ids[sel])
 
     def to_coco(self, image_id: int, score_threshold: float = 0.2) -> list[dict]:
         """COCO-WholeBody result entries (one per person): part keypoints as flat x,y,score lists, bbox xywh,
-        and `score` = mean of the keypoint scores above `score_threshold` (mmpose's rescoring, box score 1)."""
+        and `score` = mean of the keypoint scores above `score_threshold` (mmpose's rescoring, box score 1);
+        `track_id` too when the result has track ids."""
         out = []
         fields = (("keypoints", "body"), ("foot_kpts", "feet"), ("face_kpts", "face"),
                   ("lefthand_kpts", "left_hand"), ("righthand_kpts", "right_hand"))
-        for k, s, box in zip(self.keypoints, self.scores, self.boxes):
+        for i, (k, s, box) in enumerate(zip(self.keypoints, self.scores, self.boxes)):
             entry: dict = {"image_id": int(image_id), "category_id": 1}
+            if self.track_ids is not None:
+                entry["track_id"] = int(self.track_ids[i])
             for field_name, part in fields:
                 a, b = PARTS[part]
                 entry[field_name] = np.concatenate([k[a:b], s[a:b, None]], 1).astype(np.float64).round(3).ravel().tolist()

@@ -150,6 +150,22 @@ def _box(x: np.ndarray, v: np.ndarray, w: int, h: int, grow: tuple[float, float,
     return [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2), round(float(y1 - y0), 2)]
 
 
+def keypoint_visibility(cv: Canvas, p: Placed) -> tuple[np.ndarray, np.ndarray]:
+    """(133,2) pixel positions of a rendered person's keypoints and their COCO visibility: 0 outside the image
+    (or behind the camera), 1 hidden behind a nearer surface, 2 visible (depth test against the canvas)."""
+    K = p.skeleton.kpts @ p.R.T + p.t
+    uv = cv.project(K)
+    inside = (K[:, 2] > 0.05) & (uv[:, 0] >= 0) & (uv[:, 0] <= cv.w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= cv.h - 1)
+    ix = np.clip(np.round(uv[:, 0]).astype(int), 0, cv.w - 1)
+    iy = np.clip(np.round(uv[:, 1]).astype(int), 0, cv.h - 1)
+    dist = np.linalg.norm(K, axis=1)
+    scale = np.where(np.arange(133) >= 23, p.skeleton.props.head, p.skeleton.props.scale)
+    scale[91:] = p.skeleton.props.hand
+    tol = TOL * scale + 1.5 * dist / cv.f
+    seen = cv.depth[iy, ix] >= dist - tol
+    return uv, np.where(inside, np.where(seen, 2, 1), 0)
+
+
 def annotate(cv: Canvas, people: list[Placed]) -> list[dict]:
     """COCO-WholeBody annotation dicts (without ids) of every sufficiently visible person."""
     anns = []
@@ -158,17 +174,7 @@ def annotate(cv: Canvas, people: list[Placed]) -> list[dict]:
         area = int(mask.sum())
         if area < MIN_AREA:
             continue
-        K = p.skeleton.kpts @ p.R.T + p.t
-        uv = cv.project(K)
-        inside = (K[:, 2] > 0.05) & (uv[:, 0] >= 0) & (uv[:, 0] <= cv.w - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= cv.h - 1)
-        ix = np.clip(np.round(uv[:, 0]).astype(int), 0, cv.w - 1)
-        iy = np.clip(np.round(uv[:, 1]).astype(int), 0, cv.h - 1)
-        dist = np.linalg.norm(K, axis=1)
-        scale = np.where(np.arange(133) >= 23, p.skeleton.props.head, p.skeleton.props.scale)
-        scale[91:] = p.skeleton.props.hand
-        tol = TOL * scale + 1.5 * dist / cv.f
-        seen = cv.depth[iy, ix] >= dist - tol
-        v = np.where(inside, np.where(seen, 2, 1), 0)
+        uv, v = keypoint_visibility(cv, p)
         ys, xs = np.nonzero(mask)
         box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
         ann: dict = {}
