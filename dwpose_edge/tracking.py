@@ -210,8 +210,6 @@ class PoseTracker:
         trk.center = center
         trk.box = nxt
         trk.coast()
-        if trk.det_box is not None:
-            trk.det_box = trk.det_box  # already moved by coast()
 
     def _associate(self, det_boxes: np.ndarray) -> None:
         """Detections take over the boxes of the tracks they match (shown or hidden: a hidden one shows
