@@ -63,12 +63,41 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 }
 
 
+# RTMW whole-body models (mmpose cocktail14 configs; same 133 keypoints, SimCC split 2.0, mean/std and
+# padding): OpenMMLab ships them as ONNX (SDK zips); their RTMWHead has no PyTorch twin here, so they run
+# from those files only, on the ONNX runtimes. Names follow the architecture: the zip
+# rtmw-dw-l-m_..._256x192 holds RTMW-m (distilled from RTMW-l), rtmw-dw-x-l_... RTMW-l (from RTMW-x).
+RTMW_SPECS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("rtmw-m-256x192", 0.67, 0.75, 768, (192, 256), (4.9, 5.66),
+                  "rtmw-m_8xb1024-270e_cocktail14-256x192"),
+        ModelSpec("rtmw-l-256x192", 1.0, 1.0, 1024, (192, 256), (4.9, 5.66),
+                  "rtmw-l_8xb1024-270e_cocktail14-256x192"),
+        ModelSpec("rtmw-l-384x288", 1.0, 1.0, 1024, (288, 384), (6.0, 6.93),
+                  "rtmw-l_8xb320-270e_cocktail14-384x288"),
+    )
+}
+
+
 def get_spec(name: str) -> ModelSpec:
-    """Return the spec of a variant, with an error listing the valid names."""
+    """Return the spec of a DWPose variant (built in PyTorch here), with an error listing the valid names."""
     try:
         return MODEL_SPECS[name]
     except KeyError:
-        raise InputError(f"unknown model {name!r}; choose one of {sorted(MODEL_SPECS)}") from None
+        if name in RTMW_SPECS:
+            raise InputError(f"{name} runs from its ONNX only (OpenMMLab's SDK zip, registry name {name!r}, or an "
+                             "end2end.onnx) on runtime onnxruntime or openvino: there is no PyTorch model, export "
+                             "or training for it here") from None
+        raise InputError(f"unknown model {name!r}; choose one of {sorted(MODEL_SPECS)} "
+                         f"(or, from ONNX only, {sorted(RTMW_SPECS)})") from None
+
+
+def pose_spec(name: str) -> ModelSpec:
+    """The spec of any pose model this package runs: a DWPose variant or an ONNX-only RTMW model."""
+    if name in RTMW_SPECS:
+        return RTMW_SPECS[name]
+    return get_spec(name)
 
 
 def _flip_indices() -> np.ndarray:

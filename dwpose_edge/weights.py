@@ -13,12 +13,30 @@ Registry
   sha256 and byte size of their Git LFS pointers (commit f7c16a3; no size is
   recorded for ``dw-tt_ucoco.pth``). Their ``.pth`` files are mmengine training
   checkpoints; `dwpose_edge.models.checkpoint` reads them weights-only.
+* ``yolox-tiny-humanart``, ``yolox-m-humanart``, ``yolox-x-humanart`` (person
+  detectors) and ``rtmw-m-256x192``, ``rtmw-l-256x192``, ``rtmw-l-384x288`` (RTMW
+  whole-body pose models, named by architecture: ``rtmw-dw-l-m_*`` is RTMW-m
+  distilled from RTMW-l, ``rtmw-dw-x-l_*`` RTMW-l distilled from RTMW-x): OpenMMLab's mmdeploy SDK zips (``onnx_sdk/*.zip``:
+  ``end2end.onnx`` + ``pipeline.json`` + ``deploy.json``, opened by
+  `dwpose_edge.sdk_zip`). No hash of these zips is published (the 8 hex digits in
+  the detector names belong to the source checkpoints, not to the zips), so they
+  are *trust on first use* entries, below.
 
-Every entry is verified by default: a download is checked against the entry's
-size (when known) and hash before it is renamed into the cache, and a cached copy
-is checked the first time it is used in a process. ``resolve_weights(name,
+Every pinned entry is verified by default: a download is checked against the
+entry's size (when known) and hash before it is renamed into the cache, and a
+cached copy is checked the first time it is used in a process. ``resolve_weights(name,
 sha256=...)`` replaces the pinned hash (and drops the pinned size) for a mirror
 that serves a different build of the file.
+
+Trust on first use (entries with ``tofu=True`` and no hash): the first download
+is accepted as served (still checked against the Content-Length), its sha256 is
+recorded next to it in ``<cache>/<filename>.sha256`` (written before the file is
+renamed into place) and logged at WARNING level with the ``sha256=`` to pin it;
+from then on the cached file is verified against that record the first time it is
+used in a process, exactly like a pinned file (a mismatch is a ChecksumError, the
+file is never deleted silently). A cached file without a record (put there by
+hand) is recorded the same way on first use. Pass ``sha256=`` to verify against
+your own pin instead, on the first download as on every later use.
 
 Environment
 -----------
@@ -50,13 +68,16 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
+from tqdm.auto import tqdm
+
 from .errors import ChecksumError, WeightsError
 from .hashing import sha256_file
 
 __all__ = [
     "WeightsEntry", "REGISTRY", "CACHE_ENV", "MIRROR_ENV", "DEFAULT_TIMEOUT",
     "cache_dir", "get_entry", "list_weights", "weights_for_model", "entry_url", "cached_path",
-    "sha256_file", "sha256_from_filename", "verify_file", "download", "resolve_weights",
+    "sha256_file", "sha256_from_filename", "verify_file", "download", "resolve_weights", "recorded_sha256",
+    "cached_sha256",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,12 +88,17 @@ DEFAULT_TIMEOUT = 30.0  # seconds without data before a download gives up (per s
 _CHUNK = 1 << 20
 
 _OPENMMLAB_BASE = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/"
+_OPENMMLAB_SDK = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
+_RTMW_SDK = "https://download.openmmlab.com/mmpose/v1/projects/rtmw/onnx_sdk/"
 _HF_BASE = "https://huggingface.co/yzd-v/DWPose/resolve/main/"
 # Kept in sync with dwpose_edge.specs.MODEL_SPECS (a test checks it); not imported so
 # that this module works without torch (e.g. for ONNX-only use).
 _VARIANTS = ("dwpose-t", "dwpose-s", "dwpose-m", "dwpose-l", "dwpose-l-384")
+# ... and dwpose_edge.specs.RTMW_SPECS (a test checks it too): whole-body models run from their ONNX only
+_ONNX_VARIANTS = ("rtmw-m-256x192", "rtmw-l-256x192", "rtmw-l-384x288")
 _SOURCES = ("openmmlab", "huggingface")
-_KINDS = ("pth", "onnx")
+_KINDS = ("pth", "onnx", "zip")
+_RECORD = ".sha256"  # suffix of the trust-on-first-use record next to a cached file
 _HEX = re.compile(r"^[0-9a-f]+$")
 # OpenMMLab naming: <stem>-<first 8 hex of sha256>_<yyyymmdd>.pth  (or without the date)
 _OPENMMLAB_HASH = re.compile(r"-([0-9a-f]{8})(?:_\d{8})?\.[A-Za-z0-9]+$")
@@ -104,18 +130,20 @@ class WeightsEntry:
     """One released file.
 
     `sha256` is the full hex digest when it is published, else an 8-hex prefix (OpenMMLab
-    files carry one in their filename). `size` is the file's byte count when published.
-    `model` is the DWPose variant the file fits (None for the person detector).
+    files carry one in their filename), else None with `tofu=True` (trust on first use, see
+    the module doc). `size` is the file's byte count when published. `model` is the pose
+    model the file fits (None for person detectors).
     """
 
     name: str
     url: str
     filename: str
     model: Optional[str]
-    sha256: str
+    sha256: Optional[str]
     source: str  # "openmmlab" | "huggingface"
-    kind: str  # "pth" | "onnx"
+    kind: str  # "pth" | "onnx" | "zip"
     size: Optional[int] = None
+    tofu: bool = False
 
     def __post_init__(self) -> None:
         if self.source not in _SOURCES:
@@ -128,11 +156,17 @@ class WeightsEntry:
             raise ValueError(f"{self.name}: filename {self.filename!r} must be a bare file name")
         if not self.url.endswith("/" + self.filename):
             raise ValueError(f"{self.name}: url {self.url!r} does not end with /{self.filename}")
-        if self.model is not None and self.model not in _VARIANTS:
-            raise ValueError(f"{self.name}: unknown model variant {self.model!r}; choose one of {_VARIANTS}")
+        if self.model is not None and self.model not in _VARIANTS + _ONNX_VARIANTS:
+            raise ValueError(f"{self.name}: unknown model variant {self.model!r}; choose one of "
+                             f"{_VARIANTS + _ONNX_VARIANTS}")
+        if self.tofu:
+            if self.sha256 is not None:
+                raise ValueError(f"{self.name}: a trust-on-first-use entry has no sha256; drop tofu=True to pin it")
+            return
         if self.sha256 is None:
             raise ValueError(f"{self.name}: sha256 is required (a full digest or the 8-hex prefix of an "
-                             "OpenMMLab filename); every registry file is verified")
+                             "OpenMMLab filename); every registry file is verified (only an entry marked "
+                             "tofu=True, for files without any published hash, is trusted on first use)")
         object.__setattr__(self, "sha256", _normalize_sha256(self.sha256, f"{self.name}: sha256"))
         in_name = sha256_from_filename(self.filename)
         if in_name is not None and not (self.sha256.startswith(in_name) or in_name.startswith(self.sha256)):
@@ -142,7 +176,7 @@ class WeightsEntry:
 
     @property
     def sha256_is_prefix(self) -> bool:
-        return len(self.sha256) < 64
+        return self.sha256 is not None and len(self.sha256) < 64
 
 
 def _openmmlab(name: str, filename: str) -> WeightsEntry:
@@ -154,6 +188,11 @@ def _hf(name: str, filename: str, model: Optional[str], sha256: str, size: Optio
     kind = filename.rsplit(".", 1)[1]
     return WeightsEntry(name=name, url=_HF_BASE + filename, filename=filename, model=model,
                         sha256=sha256, source="huggingface", kind=kind, size=size)
+
+
+def _sdk(name: str, base: str, filename: str, model: Optional[str]) -> WeightsEntry:
+    return WeightsEntry(name=name, url=base + filename, filename=filename, model=model, sha256=None,
+                        source="openmmlab", kind="zip", tofu=True)
 
 
 REGISTRY: Dict[str, WeightsEntry] = {
@@ -181,6 +220,15 @@ REGISTRY: Dict[str, WeightsEntry] = {
         # the person detector DWPose's demo uses
         _hf("yolox-l-hf-onnx", "yolox_l.onnx", None,
             "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411", 216746733),
+        # OpenMMLab mmdeploy SDK zips (no published hash: trust on first use)
+        _sdk("yolox-tiny-humanart", _OPENMMLAB_SDK, "yolox_tiny_8xb8-300e_humanart-6f3252f9.zip", None),
+        _sdk("yolox-m-humanart", _OPENMMLAB_SDK, "yolox_m_8xb8-300e_humanart-c2c7a14a.zip", None),
+        _sdk("yolox-x-humanart", _OPENMMLAB_SDK, "yolox_x_8xb8-300e_humanart-a39d44ed.zip", None),
+        # RTMW whole-body, named by architecture: rtmw-dw-l-m is RTMW-m distilled from RTMW-l, rtmw-dw-x-l is
+        # RTMW-l distilled from RTMW-x (mmpose configs/wholebody_2d_keypoint/rtmpose/cocktail14/rtmw_cocktail14.yml)
+        _sdk("rtmw-m-256x192", _RTMW_SDK, "rtmw-dw-l-m_simcc-cocktail14_270e-256x192_20231122.zip", "rtmw-m-256x192"),
+        _sdk("rtmw-l-256x192", _RTMW_SDK, "rtmw-dw-x-l_simcc-cocktail14_270e-256x192_20231122.zip", "rtmw-l-256x192"),
+        _sdk("rtmw-l-384x288", _RTMW_SDK, "rtmw-dw-x-l_simcc-cocktail14_270e-384x288_20231122.zip", "rtmw-l-384x288"),
     )
 }
 
@@ -213,7 +261,8 @@ def weights_for_model(model: str, source: str = "openmmlab", kind: str = "pth") 
     for e in REGISTRY.values():
         if e.model == model and e.source == source and e.kind == kind:
             return e
-    raise WeightsError(f"no {source} {kind} weights for model {model!r}; variants: {', '.join(_VARIANTS)}")
+    raise WeightsError(f"no {source} {kind} weights for model {model!r}; variants: "
+                       f"{', '.join(_VARIANTS + _ONNX_VARIANTS)}")
 
 
 def entry_url(entry: WeightsEntry) -> str:
@@ -288,11 +337,12 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, progress: b
     the URL and where to put the file by hand; a wrong size or hash raises
     ChecksumError.
     """
-    return _download(url, Path(dest), sha256, progress, timeout, official_url=url, size=size)
+    return _download(url, Path(dest), sha256, progress, timeout, official_url=url, size=size)[0]
 
 
 def _download(url: str, dest: Path, sha256: Optional[str], progress: bool, timeout: float,
-              official_url: str, size: Optional[int] = None) -> Path:
+              official_url: str, size: Optional[int] = None, record: bool = False) -> Tuple[Path, str]:
+    """`download`, returning (dest, sha256); `record`: write the trust-on-first-use record before the rename."""
     expected = _normalize_sha256(sha256) if sha256 is not None else None
     expected_size = size
     hint = _manual_hint(official_url, dest)
@@ -319,6 +369,8 @@ def _download(url: str, dest: Path, sha256: Optional[str], progress: bool, timeo
                 f"download of {url} is corrupt or a different file: sha256 {digest}, expected "
                 f"{_describe(expected)} ({size} bytes received, nothing was written to {dest}). "
                 f"Try again; if it persists the server or mirror serves the wrong file. {hint}")
+        if record:
+            _write_record(dest, digest)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -330,13 +382,11 @@ def _download(url: str, dest: Path, sha256: Optional[str], progress: bool, timeo
         log.info("downloaded %s -> %s (sha256 %s, not verified: no hash given)", url, dest, digest)
     else:
         log.info("downloaded %s -> %s (sha256 %s verified)", url, dest, digest)
-    return dest
+    return dest, digest
 
 
 def _fetch(url: str, out, progress: bool, timeout: float, label: str, hint: str) -> Tuple[str, int]:
     """Stream `url` into the open file `out`; return (sha256 hex, bytes written)."""
-    from tqdm.auto import tqdm
-
     req = urllib.request.Request(url, headers={"User-Agent": "dwpose-edge"})
     h = hashlib.sha256()
     size = 0
@@ -411,8 +461,11 @@ def _resolve_entry(entry: WeightsEntry, sha256: Optional[str], progress: bool, t
     expected = _normalize_sha256(sha256) if sha256 is not None else entry.sha256
     size = entry.size if sha256 is None else None
     dest = cached_path(entry)
+    tofu = expected is None  # a trust-on-first-use entry and no pin from the user
+    if tofu:
+        expected = recorded_sha256(dest)
     if dest.is_file():
-        key = _stat_key(dest, expected)
+        key = _stat_key(dest, expected or "")
         if key not in _VERIFIED:
             bad = f"it is corrupt, truncated or a different file. Delete it (rm '{dest}') and run again to " \
                   "download it anew."
@@ -420,11 +473,88 @@ def _resolve_entry(entry: WeightsEntry, sha256: Optional[str], progress: bool, t
                 raise ChecksumError(f"cached {entry.name} file {dest} has {key[1]} bytes, expected {size} bytes: "
                                     + bad)
             digest = sha256_file(dest)
-            if not _matches(digest, expected):
+            if expected is None:
+                _write_record(dest, digest)
+                _trusted(entry, dest, digest, "first use of a cached copy")
+                expected = digest
+            elif not _matches(digest, expected):
+                if tofu:
+                    raise ChecksumError(
+                        f"cached {entry.name} file {dest} has sha256 {digest}, but {expected} was recorded at its "
+                        f"first download ({_record_path(dest)}): the file changed since. Delete both "
+                        f"(rm '{dest}' '{_record_path(dest)}') to download it anew and trust that copy, or pass "
+                        "sha256= with the digest you expect.")
                 raise ChecksumError(
                     f"cached {entry.name} file {dest} has sha256 {digest}, expected {_describe(expected)}: " + bad)
-            _VERIFIED.add(key)
+            _VERIFIED.add(_stat_key(dest, expected))
+            _DIGESTS[_stat_key(dest, "")] = digest
         return dest
-    _download(entry_url(entry), dest, expected, progress, timeout, official_url=entry.url, size=size)
-    _VERIFIED.add(_stat_key(dest, expected))
+    try:
+        _, digest = _download(entry_url(entry), dest, expected, progress, timeout, official_url=entry.url,
+                              size=size, record=tofu and expected is None)
+    except ChecksumError as exc:
+        if tofu and expected is not None:
+            raise ChecksumError(f"{exc} The sha256 expected was recorded at the first download of {entry.name} "
+                                f"({_record_path(dest)}); delete that record to trust the file served now.") from None
+        raise
+    if tofu and expected is None:
+        _trusted(entry, dest, digest, "first download")
+    _VERIFIED.add(_stat_key(dest, expected or digest))
+    _DIGESTS[_stat_key(dest, "")] = digest
     return dest
+
+
+# (resolved path, size, mtime_ns, "") -> full sha256 of files hashed in this process
+_DIGESTS: Dict[Tuple[str, int, int, str], str] = {}
+
+
+def cached_sha256(path: PathLike) -> Optional[str]:
+    """The full sha256 of `path` if this process hashed it while resolving weights (and it is unchanged since),
+    else None: lets callers skip hashing a large file twice."""
+    try:
+        return _DIGESTS.get(_stat_key(Path(path), ""))
+    except OSError:
+        return None
+
+
+# ----------------------------------------------------------------------------- trust on first use
+
+
+def _record_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + _RECORD)
+
+
+def recorded_sha256(dest: PathLike) -> Optional[str]:
+    """The sha256 recorded at the first download of the cached file `dest`, or None if there is no record."""
+    record = _record_path(Path(dest))
+    try:
+        text = record.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"cannot read the sha256 record {record}: {exc}; delete it (and {dest}) to download "
+                           "anew") from exc
+    digest = text.split()[0].lower() if text.split() else ""
+    if len(digest) != 64 or not _HEX.match(digest):
+        raise WeightsError(f"the sha256 record {record} is malformed ({text[:80]!r}); delete it (and {dest}) to "
+                           "download anew")
+    return digest
+
+
+def _write_record(dest: Path, digest: str) -> None:
+    """`<digest>  <filename>` (sha256sum's format) next to `dest`, written atomically."""
+    record = _record_path(dest)
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(f"{digest}  {dest.name}\n", encoding="ascii")
+        os.replace(tmp, record)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"cannot write the sha256 record {record}: {exc}; set ${CACHE_ENV} to a writable "
+                           "directory") from exc
+
+
+def _trusted(entry: WeightsEntry, dest: Path, digest: str, what: str) -> None:
+    log.warning("%s: no sha256 is published for %s; trusted on %s: sha256 %s (recorded in %s; later uses are "
+                "verified against it). To pin it: resolve_weights(%r, sha256=%r)",
+                entry.name, entry.filename, what, digest, _record_path(dest), entry.name, digest)

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import socket
 import stat
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -19,77 +17,14 @@ from dwpose_edge.errors import ChecksumError, WeightsError
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.specs import MODEL_SPECS
 
+from http_server import LocalServer
+
 # ----------------------------------------------------------------------------- fixtures
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `server.routes[path] = (body, mode)`; mode: ok | truncate | stall | redirect:<path>."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
-        srv = self.server
-        srv.requests.append(self.path)
-        route = srv.routes.get(self.path)
-        try:
-            if route is None:
-                self.send_error(404, "Not Found")
-                return
-            body, mode = route
-            if mode.startswith("redirect:"):
-                self.send_response(302)
-                self.send_header("Location", mode[len("redirect:"):])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if mode == "ok":
-                self.wfile.write(body)
-            elif mode == "truncate":  # promise len(body) bytes, send a third, hang up
-                self.wfile.write(body[: len(body) // 3])
-                self.close_connection = True
-            elif mode == "stall":  # send a little, then nothing for longer than the client waits
-                self.wfile.write(body[:1000])
-                self.wfile.flush()
-                time.sleep(1.5)
-            else:
-                raise AssertionError(mode)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class _Server:
-    def __init__(self) -> None:
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.routes = {}
-        self.httpd.requests = []
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def routes(self) -> dict:
-        return self.httpd.routes
-
-    @property
-    def requests(self) -> list:
-        return self.httpd.requests
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
 def server():
-    s = _Server()
+    s = LocalServer()
     yield s
     s.close()
 
@@ -156,8 +91,8 @@ HF_PINNED = {
 
 def test_registry_contents():
     names = W.list_weights()
-    assert len(names) == 12
-    mm = {n: e for n, e in W.REGISTRY.items() if e.source == "openmmlab"}
+    assert len(names) == 18  # + 6 OpenMMLab SDK zips, checked in test_sdk_registry.py
+    mm = {n: e for n, e in W.REGISTRY.items() if e.source == "openmmlab" and e.kind == "pth"}
     assert sorted(mm) == sorted(MODEL_SPECS) == sorted(W._VARIANTS)
     expected_hex = {"dwpose-t": "dcf277bf", "dwpose-s": "3fd922c8", "dwpose-m": "c8b76419",
                     "dwpose-l": "4d6dfc62", "dwpose-l-384": "2438fd99"}

@@ -1,4 +1,13 @@
-"""Person detectors for the whole-image pipeline: YOLOX (DWPose's own, ONNX), HOG people detector (offline), none."""
+"""Person detectors for the whole-image pipeline, all in this package:
+
+* `YoloxDetector` (yolox.py): DWPose's own YOLOX-L ONNX, raw head output decoded here;
+* `End2EndDetector` (end2end.py): OpenMMLab's ONNX SDK detectors (mmdeploy "end2end": NMS in the graph,
+  preprocessing declared by the zip's pipeline.json), e.g. YOLOX-tiny/-m/-x trained on HumanArt;
+* `HogDetector` (hog.py): the offline HOG people detector; `WholeImage`: no detector;
+* any object with `detect(image) -> (boxes, scores)`.
+
+`make_detector` turns a name, a file or an object into one of them.
+"""
 from __future__ import annotations
 
 import os
@@ -9,110 +18,25 @@ import numpy as np
 
 from ..errors import InputError, ModelFileError
 from ..preprocess import check_image
+from ..weights import cached_sha256, resolve_weights
+from .boxes import clip_boxes, nms
+from .end2end import End2EndDetector
+from .hog import HogPeopleDetector
+from .onnx_session import detector_runtime
+from .yolox import YOLOX_STRIDES, YoloxDetector, decode_yolox, letterbox
 
-YOLOX_STRIDES = (8, 16, 32)
+__all__ = ["Detector", "nms", "clip_boxes", "letterbox", "decode_yolox", "YOLOX_STRIDES", "YoloxDetector",
+           "End2EndDetector", "HogDetector", "WholeImage", "make_detector", "DETECTOR_NAMES"]
+
+# registry names of detectors (dwpose_edge.weights), besides 'none' and 'hog'
+DETECTOR_NAMES = {"yolox": "yolox-l-hf-onnx", "yolox-l": "yolox-l-hf-onnx", "yolox-tiny-humanart": "yolox-tiny-humanart",
+                  "yolox-m-humanart": "yolox-m-humanart", "yolox-x-humanart": "yolox-x-humanart"}
 
 
 class Detector(Protocol):
     """`detect(image_bgr) -> (boxes_xyxy (N,4) float32, scores (N,))`, persons only."""
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression; indices of kept boxes, best first."""
-    order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = boxes.T
-    areas = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        h = np.maximum(0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = w * h
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def letterbox(image_bgr: np.ndarray, size: tuple[int, int] = (640, 640), pad_value: int = 114
-              ) -> tuple[np.ndarray, float]:
-    """Resize keeping the aspect ratio into the top-left of a `size` (H, W) canvas filled with 114."""
-    h, w = image_bgr.shape[:2]
-    ratio = min(size[0] / h, size[1] / w)
-    resized = cv2.resize(image_bgr, (int(w * ratio), int(h * ratio)), interpolation=cv2.INTER_LINEAR)
-    canvas = np.full((size[0], size[1], 3), pad_value, dtype=np.uint8)
-    canvas[:resized.shape[0], :resized.shape[1]] = resized
-    return canvas, ratio
-
-
-def decode_yolox(raw: np.ndarray, input_hw: tuple[int, int], strides=YOLOX_STRIDES) -> tuple[np.ndarray, np.ndarray]:
-    """Raw YOLOX head output (A,5+C) -> (boxes xyxy in input pixels (A,4), class scores obj*cls (A,C))."""
-    grids, expanded = [], []
-    for s in strides:
-        hs, ws = input_hw[0] // s, input_hw[1] // s
-        yv, xv = np.meshgrid(np.arange(hs), np.arange(ws), indexing="ij")
-        grids.append(np.stack([xv, yv], -1).reshape(-1, 2))
-        expanded.append(np.full((hs * ws, 1), s))
-    grid = np.concatenate(grids).astype(np.float32)
-    stride = np.concatenate(expanded).astype(np.float32)
-    if raw.shape[0] != len(grid):
-        raise ModelFileError(f"YOLOX output has {raw.shape[0]} anchors, expected {len(grid)} for input {input_hw}")
-    xy = (raw[:, :2] + grid) * stride
-    wh = np.exp(raw[:, 2:4]) * stride
-    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
-    return boxes, raw[:, 4:5] * raw[:, 5:]
-
-
-class YoloxDetector:
-    """DWPose's YOLOX-L ONNX (input `images` 1x3x640x640 BGR 0-255, raw output 1x8400x85), on onnxruntime
-    or OpenVINO. Persons: NMS 0.45 on class-0 scores above 0.1, then kept above `score_threshold` (0.3)."""
-
-    def __init__(self, path: str | os.PathLike, runtime: str = "onnxruntime", nms_threshold: float = 0.45,
-                 candidate_threshold: float = 0.1, score_threshold: float = 0.3, threads: int | None = None) -> None:
-        from ..runtimes.onnx_file import check_onnx_file
-
-        proto = check_onnx_file(path, n_outputs=1)
-        dims = proto.graph.input[0].type.tensor_type.shape.dim
-        self.input_hw = (dims[2].dim_value or 640, dims[3].dim_value or 640)
-        self.nms_threshold, self.candidate_threshold, self.score_threshold = nms_threshold, candidate_threshold, score_threshold
-        if runtime == "onnxruntime":
-            from ..runtimes.base import require
-
-            ort = require("onnxruntime", "dwpose-edge")
-            opts = ort.SessionOptions()
-            if threads:
-                opts.intra_op_num_threads = threads
-            session = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            self._run = lambda x: session.run(None, {name: x})[0]
-        elif runtime == "openvino":
-            from ..runtimes.base import require
-
-            ov = require("openvino", "dwpose-edge[openvino]")
-            config = {"INFERENCE_PRECISION_HINT": "f32"}
-            if threads:
-                config["INFERENCE_NUM_THREADS"] = threads
-            compiled = ov.Core().compile_model(os.fspath(path), "CPU", config)
-            self._run = lambda x: compiled(x)[0]
-        else:
-            raise InputError(f"the YOLOX detector runs on onnxruntime or openvino, not {runtime!r}")
-
-    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        image = check_image(image_bgr)
-        canvas, ratio = letterbox(image, self.input_hw)
-        x = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], dtype=np.float32)
-        raw = np.asarray(self._run(x))[0]
-        boxes, scores = decode_yolox(raw, self.input_hw)
-        person = scores[:, 0]
-        cand = person > self.candidate_threshold
-        boxes, person = boxes[cand] / ratio, person[cand]
-        keep = nms(boxes, person, self.nms_threshold)
-        boxes, person = boxes[keep], person[keep]
-        good = person > self.score_threshold
-        return _clip(boxes[good], image.shape), person[good].astype(np.float32)
 
 
 class HogDetector:
@@ -130,8 +54,6 @@ class HogDetector:
 
     def __init__(self, score_threshold: float = 0.3, nms_threshold: float = 0.45, upscale_below: int = 400,
                  backend: str = "auto") -> None:
-        from .hog import HogPeopleDetector
-
         self.hog = HogPeopleDetector(backend=backend)
         self.score_threshold, self.nms_threshold, self.upscale_below = score_threshold, nms_threshold, upscale_below
 
@@ -146,7 +68,8 @@ class HogDetector:
         keep = nms(boxes, scores, self.nms_threshold)
         boxes, scores = boxes[keep], scores[keep]
         good = scores > self.score_threshold
-        return _clip(boxes[good], image.shape), scores[good].astype(np.float32)
+        boxes, inside = clip_boxes(boxes[good], image.shape)
+        return boxes, scores[good][inside].astype(np.float32)
 
 
 class WholeImage:
@@ -157,29 +80,38 @@ class WholeImage:
         return np.array([[0, 0, w, h]], np.float32), np.ones(1, np.float32)
 
 
-def _clip(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    h, w = shape[:2]
-    out = boxes.astype(np.float32).copy()
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
-    return out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
-
-
-def make_detector(spec: str | Detector | None, runtime: str = "onnxruntime", threads: int | None = None) -> Detector:
-    """'none' | 'hog' | 'yolox' (registry weights, downloaded once) | path to a YOLOX-contract .onnx | a Detector."""
+def make_detector(spec: str | os.PathLike | Detector | None, runtime: str = "onnxruntime",
+                  threads: int | None = None) -> Detector:
+    """'none' | 'hog' | a registry name ('yolox' = DWPose's YOLOX-L; 'yolox-tiny-humanart', 'yolox-m-humanart',
+    'yolox-x-humanart': OpenMMLab SDK zips; downloaded once) | an SDK .zip path | a YOLOX-contract .onnx path |
+    an object with .detect(). Detectors run on OpenVINO when `runtime` is 'openvino', else on onnxruntime."""
     if spec is None or spec == "none":
         return WholeImage()
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
     if not isinstance(spec, str):
         if not hasattr(spec, "detect"):
-            raise InputError(f"detector must be 'none', 'hog', 'yolox', an .onnx path or have .detect(), got {spec!r}")
+            raise InputError(f"detector must be 'none', 'hog', a registry name, an .onnx/.zip path or have "
+                             f".detect(), got {spec!r}")
         return spec
+    rt = detector_runtime(runtime)
     if spec == "hog":
         return HogDetector()
-    if spec == "yolox":
-        from ..weights import resolve_weights
+    if spec in DETECTOR_NAMES:
+        path = resolve_weights(DETECTOR_NAMES[spec])
+        if path.suffix.lower() == ".zip":
+            return End2EndDetector.from_sdk_zip(path, cached_sha256(path), runtime=rt, threads=threads)
+        return YoloxDetector(path, runtime=rt, threads=threads)
+    lower = spec.lower()
+    if lower.endswith(".zip"):
+        return End2EndDetector.from_sdk_zip(_existing(spec), runtime=rt, threads=threads)
+    if lower.endswith(".onnx"):
+        return YoloxDetector(_existing(spec), runtime=rt, threads=threads)
+    raise InputError(f"unknown detector {spec!r}: use 'none', 'hog', one of {sorted(DETECTOR_NAMES)}, an OpenMMLab "
+                     "SDK .zip or a YOLOX-style .onnx path")
 
-        path = resolve_weights("yolox-l-hf-onnx")
-        return YoloxDetector(path, runtime="openvino" if runtime == "openvino" else "onnxruntime", threads=threads)
-    if spec.lower().endswith(".onnx"):
-        return YoloxDetector(spec, runtime="openvino" if runtime == "openvino" else "onnxruntime", threads=threads)
-    raise InputError(f"unknown detector {spec!r}: use 'none', 'hog', 'yolox' or a path to a YOLOX-style .onnx")
+
+def _existing(path: str) -> str:
+    if not os.path.isfile(path):
+        raise ModelFileError(f"detector file not found: {path}")
+    return path

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..data import DATA_DIR
 from ..errors import InputError
 
 CELL = 8
@@ -57,8 +58,6 @@ _GAMMA_LUT = np.sqrt(np.arange(256, dtype=np.float32))
 @functools.lru_cache(maxsize=1)
 def load_people_svm() -> np.ndarray:
     """OpenCV's default people detector: (3781,) float32, 3780 weights then the bias."""
-    from ..data import DATA_DIR
-
     svm = np.load(DATA_DIR / "hog_people_svm.npy")
     if svm.shape != (DESCRIPTOR_LEN + 1,):
         raise InputError(f"hog_people_svm.npy has shape {svm.shape}, expected ({DESCRIPTOR_LEN + 1},)")
