@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import DwposeEdgeError
 from .runtimes import precisions as table
+from .track_cli import add_track_args, run_tracking, wants_tracking
 
 
 def _estimator(args: argparse.Namespace, **extra):
@@ -25,6 +26,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import run_predict
 
     est = _estimator(args, detector=args.detector)
+    if wants_tracking(args):
+        return run_tracking(args, est)
     summary = run_predict(est, args.inputs, out=args.out, draw_dir=args.draw, fmt=args.format)
     print(f"{len(summary['files'])} file(s), {summary['frames']} frame(s), {summary['persons']} person(s) found, "
           f"{summary['ms_per_frame']:.1f} ms per image/frame")
@@ -155,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draw", default=None, help="write drawings (PNG per image, MP4 per video) into this folder; "
                                                 "with --format openpose also <name>_openpose.png per image, the "
                                                 "ControlNet canvas (identical to the DWPose annotator's)")
+    add_track_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export to ONNX / OpenVINO / ncnn, validate each against torch, write manifest.json")
