@@ -5,6 +5,7 @@ import argparse
 import time
 
 from dwpose_edge.errors import DwposeEdgeError
+from dwpose_edge.train.synth.clip import render_clip, write_clip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -16,7 +17,27 @@ def _size(text: str) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"--size wants N or LO,HI (LO <= HI), got {text!r}")
 
 
+def _clip_size(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) != 2 or min(parts) < 64:
+        raise argparse.ArgumentTypeError(f"--clip-size wants WIDTHxHEIGHT, each >= 64, got {text!r}")
+    return parts[0], parts[1]
+
+
+def make_clip(args: argparse.Namespace) -> int:
+    """`make-data --clip N`: a generated video with known identities (train/synth/clip.py)."""
+    if args.clip < 1 or args.people < 1:
+        raise DwposeEdgeError("--clip and --people must be at least 1")
+    t0 = time.perf_counter()
+    path = write_clip(render_clip(args.seed, args.clip, args.clip_size, args.people), args.out)
+    print(f"{args.clip} frames of {args.people} walking people in {time.perf_counter() - t0:.1f} s -> {path} "
+          f"(frames: {path.parent / 'frames'}/%06d.png)")
+    return 0
+
+
 def cmd_make_data(args: argparse.Namespace) -> int:
+    if args.clip is not None:
+        return make_clip(args)
     from .synth import make_dataset
 
     if args.images < 1:
@@ -43,5 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--difficulty", choices=("standard", "easy"), default="standard",
                    help="easy: one unoccluded person per image, no clutter (a from-scratch curriculum)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--clip", type=int, default=None, metavar="FRAMES",
+                   help="instead of images: a video of FRAMES frames, people walking across a background with "
+                        "known identities (frames/%%06d.png + clip.json with 133 keypoints per person and frame)")
+    p.add_argument("--people", type=int, default=3, help="--clip: number of people (default: %(default)s)")
+    p.add_argument("--clip-size", dest="clip_size", type=_clip_size, default=(480, 320),
+                   help="--clip: WIDTHxHEIGHT (default: 480x320)")
     p.set_defaults(func=cmd_make_data)
     return p

@@ -187,8 +187,9 @@ def score_tracking(clip: Clip, results: list, min_visible: int = 6, max_error: f
         for a, p in enumerate(people):
             vis = clip.visible[t, p, :17] == 2
             limit = max_error * (clip.boxes[t, p, 3] - clip.boxes[t, p, 1])
+            gt = clip.keypoints[t, p, :17][vis]
             for j in range(len(res)):
-                d = float(np.median(np.linalg.norm(res.keypoints[j, :17][vis] - clip.keypoints[t, p, :17][vis], axis=1)))
+                d = float(np.median(np.linalg.norm(res.keypoints[j, :17][vis] - gt, axis=1)))
                 if d <= limit:
                     cost[a, j] = d
         used_a, used_j = set(), set()
