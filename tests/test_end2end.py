@@ -142,3 +142,39 @@ def test_make_detector_from_sdk_zip(tmp_path):
         np.testing.assert_allclose(boxes, [[20, 10, 100, 90], [187.5, 93.75, 200, 100]], atol=1e-4)
     with pytest.raises(ModelFileError, match="not found"):
         make_detector(str(tmp_path / "absent.zip"))
+
+
+def _reference_prepare(image, p):
+    """The obvious way: float canvas, pads applied in order (raw or normalised values), normalised whole."""
+    import cv2
+
+    nw, nh = resized_size(image.shape[:2], p)
+    canvas = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    normalised = False
+    mean, std = np.asarray(p.mean, np.float32), np.asarray(p.std, np.float32)
+    for step in p.pads:
+        if step.after_normalize and not normalised:
+            canvas = ((canvas[..., ::-1] if p.to_rgb else canvas) - mean) / std
+            normalised = True
+        h, w = canvas.shape[:2]
+        th, tw = (step.size[1], step.size[0]) if step.size else (h, w)
+        if step.to_square:
+            th = tw = max(th, tw)
+        th, tw = -(-th // step.size_divisor) * step.size_divisor, -(-tw // step.size_divisor) * step.size_divisor
+        out = np.full((th, tw, 3), step.value, np.float32)
+        out[:h, :w] = canvas
+        canvas = out
+    if not normalised:
+        canvas = ((canvas[..., ::-1] if p.to_rgb else canvas) - mean) / std
+    return canvas.transpose(2, 0, 1)[None]
+
+
+def test_prepare_equals_the_obvious_float_canvas():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (233, 411, 3), np.uint8)
+    for p in (_pipeline(pad=SQUARE_114, mean=(1, 2, 3), std=(2, 4, 8), to_rgb=True, divisor=32),
+              _pipeline(size=(320, 320), pad={"type": "Pad", "size": [352, 320], "pad_val": 7}, divisor=64,
+                        mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
+              _pipeline(size=(416, 416), keep_ratio=False)):
+        x, _ = prepare(image, p)
+        np.testing.assert_array_equal(x, _reference_prepare(image, p))
