@@ -99,3 +99,42 @@ def write_zip(path: Path, files: dict[str, bytes], top: str | None = "model") ->
         for name, data in files.items():
             zf.writestr(f"{top}/{name}" if top else name, data)
     return path
+
+
+def end2end_nms_onnx(path: Path, boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5,
+                     score_threshold: float = 0.05) -> Path:
+    """An end2end graph shaped like mmdeploy's: candidate boxes (A,4) and one class's scores (A,) go through
+    ONNX NonMaxSuppression, so dets (1,K,5) and labels (1,K) have a dynamic K decided in the graph."""
+    assert len(boxes) == len(scores)
+    init = [numpy_helper.from_array(np.asarray(boxes, np.float32)[None], "boxes"),
+            numpy_helper.from_array(np.asarray(scores, np.float32)[None, None], "scores0"),
+            numpy_helper.from_array(np.zeros((1,), np.float32), "zero"),
+            numpy_helper.from_array(np.array([100], np.int64), "max_out"),
+            numpy_helper.from_array(np.array([iou_threshold], np.float32), "iou"),
+            numpy_helper.from_array(np.array([score_threshold], np.float32), "thr"),
+            numpy_helper.from_array(np.array([1], np.int64), "one"),
+            numpy_helper.from_array(np.array([2], np.int64), "two"),
+            numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+            numpy_helper.from_array(np.array([-1], np.int64), "axis_last")]
+    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Add", ["scores0", "z"], ["scores"]),
+             helper.make_node("NonMaxSuppression", ["boxes", "scores", "max_out", "iou", "thr"], ["sel"]),
+             helper.make_node("Gather", ["sel", "two"], ["idx2"], axis=1),     # (K,1) box index
+             helper.make_node("Gather", ["sel", "one"], ["cls2"], axis=1),     # (K,1) class
+             helper.make_node("Squeeze", ["idx2", "axis_last"], ["idx"]),
+             helper.make_node("Squeeze", ["cls2", "axis_last"], ["cls"]),
+             helper.make_node("Squeeze", ["boxes", "axis0"], ["boxes0"]),      # (A,4)
+             helper.make_node("Reshape", ["scores", "axis_last"], ["scores_flat"]),
+             helper.make_node("Gather", ["boxes0", "idx"], ["kb"], axis=0),    # (K,4)
+             helper.make_node("Gather", ["scores_flat", "idx"], ["ks"], axis=0),  # (K,)
+             helper.make_node("Unsqueeze", ["ks", "axis_last"], ["ks2"]),
+             helper.make_node("Concat", ["kb", "ks2"], ["d2"], axis=1),
+             helper.make_node("Unsqueeze", ["d2", "axis0"], ["dets"]),
+             helper.make_node("Unsqueeze", ["cls", "axis0"], ["labels"])]
+    graph = helper.make_graph(
+        nodes, "end2end_nms", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("dets", TensorProto.FLOAT, [1, "num_dets", 5]),
+         helper.make_tensor_value_info("labels", TensorProto.INT64, [1, "num_dets"])], initializer=init)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path

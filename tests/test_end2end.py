@@ -178,3 +178,17 @@ def test_prepare_equals_the_obvious_float_canvas():
               _pipeline(size=(416, 416), keep_ratio=False)):
         x, _ = prepare(image, p)
         np.testing.assert_array_equal(x, _reference_prepare(image, p))
+
+
+@pytest.mark.parametrize("runtime", runtime_params(("onnxruntime", "openvino")))
+def test_nms_inside_the_graph_and_a_dynamic_number_of_boxes(tmp_path, runtime):
+    from sdk_models import end2end_nms_onnx
+
+    # NMS at IoU 0.5 in the graph: box 1 overlaps box 0 (IoU 0.81) and goes; box 3 is under its 0.05 floor
+    boxes = np.array([[64, 32, 320, 288], [70, 40, 320, 288], [400, 100, 600, 300], [0, 0, 5, 5]], np.float32)
+    scores = np.array([0.9, 0.8, 0.6, 0.01], np.float32)
+    det = End2EndDetector(end2end_nms_onnx(tmp_path / "nms.onnx", boxes, scores), _pipeline(pad=SQUARE_114),
+                          runtime=runtime)
+    got, s = det.detect(np.zeros((200, 200, 3), np.uint8))  # scale 3.2, nothing clipped
+    np.testing.assert_allclose(got, [[20, 10, 100, 90], [125, 31.25, 187.5, 93.75]], atol=1e-4)
+    np.testing.assert_allclose(s, [0.9, 0.6], atol=1e-6)
