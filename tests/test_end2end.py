@@ -192,3 +192,15 @@ def test_nms_inside_the_graph_and_a_dynamic_number_of_boxes(tmp_path, runtime):
     got, s = det.detect(np.zeros((200, 200, 3), np.uint8))  # scale 3.2, nothing clipped
     np.testing.assert_allclose(got, [[20, 10, 100, 90], [125, 31.25, 187.5, 93.75]], atol=1e-4)
     np.testing.assert_allclose(s, [0.9, 0.6], atol=1e-6)
+
+
+def test_detector_names():
+    from dwpose_edge.detectors import detector_names
+    from dwpose_edge.errors import InputError
+
+    assert detector_names() == ["none", "hog", "yolox", "yolox-l-hf-onnx", "yolox-m-humanart", "yolox-tiny-humanart",
+                                "yolox-x-humanart"]
+    with pytest.raises(InputError, match="'rtmw-l-384x288' is a pose model, not a detector"):
+        make_detector("rtmw-l-384x288")
+    with pytest.raises(InputError, match="unknown detector 'ssd'.*yolox-tiny-humanart"):
+        make_detector("ssd")

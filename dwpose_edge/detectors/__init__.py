@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, ModelFileError
 from ..preprocess import check_image
-from ..weights import cached_sha256, resolve_weights
+from ..weights import REGISTRY, cached_sha256, resolve_weights
 from .boxes import clip_boxes, nms
 from .end2end import End2EndDetector
 from .hog import HogPeopleDetector
@@ -26,11 +26,15 @@ from .onnx_session import detector_runtime
 from .yolox import YOLOX_STRIDES, YoloxDetector, decode_yolox, letterbox
 
 __all__ = ["Detector", "nms", "clip_boxes", "letterbox", "decode_yolox", "YOLOX_STRIDES", "YoloxDetector",
-           "End2EndDetector", "HogDetector", "WholeImage", "make_detector", "DETECTOR_NAMES"]
+           "End2EndDetector", "HogDetector", "WholeImage", "make_detector", "detector_names"]
 
-# registry names of detectors (dwpose_edge.weights), besides 'none' and 'hog'
-DETECTOR_NAMES = {"yolox": "yolox-l-hf-onnx", "yolox-l": "yolox-l-hf-onnx", "yolox-tiny-humanart": "yolox-tiny-humanart",
-                  "yolox-m-humanart": "yolox-m-humanart", "yolox-x-humanart": "yolox-x-humanart"}
+SHORT_NAMES = {"yolox": "yolox-l-hf-onnx"}  # DWPose's own detector, by its usual name
+
+
+def detector_names() -> list[str]:
+    """Names make_detector takes besides files and objects: 'none', 'hog', 'yolox' and every registry
+    detector (entries without a pose model)."""
+    return ["none", "hog", *SHORT_NAMES, *sorted(n for n, e in REGISTRY.items() if e.model is None)]
 
 
 class Detector(Protocol):
@@ -82,7 +86,7 @@ class WholeImage:
 
 def make_detector(spec: str | os.PathLike | Detector | None, runtime: str = "onnxruntime",
                   threads: int | None = None) -> Detector:
-    """'none' | 'hog' | a registry name ('yolox' = DWPose's YOLOX-L; 'yolox-tiny-humanart', 'yolox-m-humanart',
+    """'none' | 'hog' | a registry detector ('yolox' = DWPose's YOLOX-L; 'yolox-tiny-humanart', 'yolox-m-humanart',
     'yolox-x-humanart': OpenMMLab SDK zips; downloaded once) | an SDK .zip path | a YOLOX-contract .onnx path |
     an object with .detect(). Detectors run on OpenVINO when `runtime` is 'openvino', else on onnxruntime."""
     if spec is None or spec == "none":
@@ -97,8 +101,9 @@ def make_detector(spec: str | os.PathLike | Detector | None, runtime: str = "onn
     rt = detector_runtime(runtime)
     if spec == "hog":
         return HogDetector()
-    if spec in DETECTOR_NAMES:
-        path = resolve_weights(DETECTOR_NAMES[spec])
+    name = SHORT_NAMES.get(spec, spec)
+    if name in REGISTRY and REGISTRY[name].model is None:
+        path = resolve_weights(name)
         if path.suffix.lower() == ".zip":
             return End2EndDetector.from_sdk_zip(path, cached_sha256(path), runtime=rt, threads=threads)
         return YoloxDetector(path, runtime=rt, threads=threads)
@@ -107,8 +112,10 @@ def make_detector(spec: str | os.PathLike | Detector | None, runtime: str = "onn
         return End2EndDetector.from_sdk_zip(_existing(spec), runtime=rt, threads=threads)
     if lower.endswith(".onnx"):
         return YoloxDetector(_existing(spec), runtime=rt, threads=threads)
-    raise InputError(f"unknown detector {spec!r}: use 'none', 'hog', one of {sorted(DETECTOR_NAMES)}, an OpenMMLab "
-                     "SDK .zip or a YOLOX-style .onnx path")
+    if name in REGISTRY:
+        raise InputError(f"{spec!r} is a pose model, not a detector; detectors: {', '.join(detector_names())}")
+    raise InputError(f"unknown detector {spec!r}: use one of {', '.join(detector_names())}, an OpenMMLab SDK .zip "
+                     "or a YOLOX-style .onnx path")
 
 
 def _existing(path: str) -> str:
