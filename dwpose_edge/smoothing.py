@@ -16,7 +16,7 @@ class OneEuroConfig:
     speed, higher = less lag; `d_cutoff` (Hz): cutoff of the speed estimate."""
 
     min_cutoff: float = 1.0
-    beta: float = 0.01
+    beta: float = 0.05
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
