@@ -34,6 +34,7 @@ class Support:
 SUPPORT: dict[tuple[str, str], Support] = {
     ("torch", "fp32"): Support(("cpu", "cuda")),
     ("torch", "fp16"): Support(("cuda",)),
+    ("torch", "bf16"): Support(("cpu",), cpu_feature="bf16"),  # autocast; validated against fp32 by the Estimator
     ("onnxruntime", "fp32"): Support(file_precision="fp32"),
     ("onnxruntime", "fp16"): Support(file_precision="fp16"),
     ("onnxruntime", "int8"): Support(file_precision="int8", calibrated=True),
