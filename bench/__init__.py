@@ -15,7 +15,7 @@ __all__ = ["run_bench", "default_bench_data", "write_report", "from_pytest_bench
 
 # `dwpose-edge bench --quick`: ~2-3 minutes on 2 cores with a cold export cache, well under 1 with a warm one
 QUICK: dict[str, Any] = {"repeats": 5, "warmup": 2, "persons": (1, 4, 8, 16), "scaling_repeats": 3,
-                         "peer_rounds": 2, "max_persons": 16, "max_time_s": 2.0,
+                         "peer_rounds": 2, "max_persons": 16, "max_time_s": 2.0, "cold_repeats": 1,
                          "skip_precisions": {"int8": "left out by --quick (a calibrated int8 export takes minutes per "
                                                      "runtime); run without --quick, or --precisions int8"}}
 

@@ -106,6 +106,7 @@ def markdown(report: dict) -> str:
         notes = sorted({r["ap_note"] for r in ok if r.get("ap_note")})
         lines += [f"\n{n}" for n in notes]
         lines += _peers_md(report, model)
+        lines += _cold_start_md(report, model)
         lines += _scaling_md(report, rows)
     lines += ["", "## Method", ""] + [f"- **{k}**: {v}" for k, v in (report.get("method") or {}).items()]
     if report.get("cases"):
@@ -213,6 +214,23 @@ def _peers_md(report: dict, model: str) -> list[str]:
               "mean/std (BGR fed as RGB: keypoints move), and scores a keypoint with the mean of the x/y maxima "
               "(mmpose: the min), hence the score difference even when fed RGB."]
     return lines
+
+
+def _cold_start_md(report: dict, model: str) -> list[str]:
+    table = (report.get("cold_start") or {}).get(model)
+    if not table:
+        return []
+    threads = (report.get("settings") or {}).get("threads")
+    lines = ["", f"### Cold start (fresh process, one person, {threads} thread(s); medians)", ""]
+    rows = []
+    for runtime, r in table.items():
+        if r.get("status") != "ok":
+            rows.append([runtime, r.get("status", "-")] + ["-"] * 6)
+            continue
+        rows.append([runtime, "ok", _f(r["import_s"], "{:.2f}"), _f(r["load_s"], "{:.2f}"), _f(r["first_s"], "{:.2f}"),
+                     _f(r["total_s"], "{:.2f}"), _f(r["peak_rss_mb"], "{:.0f}"), "yes" if r["torch_loaded"] else "no"])
+    return lines + _table(["runtime", "status", "import s", "load s", "first keypoints s", "total s (from launch)",
+                           "peak RSS MB", "torch loaded"], rows)
 
 
 def _scaling_md(report: dict, rows: list[dict]) -> list[str]:

@@ -25,10 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from dwpose_edge.bench.crops import BenchCrops, DataSource, build_crops, default_bench_data
+from dwpose_edge.bench.coldstart import cold_start_table
+from dwpose_edge.bench.crops import (BenchCrops, DataSource, build_crops, default_bench_data,
+                                     default_calibration_data)
 from dwpose_edge.bench.derive import derive
 from dwpose_edge.bench.measure import cuda_info, machine_info
-from dwpose_edge.estimator import is_onnx
+from dwpose_edge.export.cache import cached_export
+from dwpose_edge.onnx_file import is_onnx_path
 from dwpose_edge.runtimes import precisions as table
 
 RUNTIMES = table.RUNTIMES
@@ -105,40 +108,18 @@ def skip_reason(runtime: str, precision: str, device: str, onnx_source: bool) ->
     return table.cpu_feature_missing(runtime, precision)
 
 
-def export_folder(model: str, weights: Any, runtime: str, precision: str, calib: DataSource | None = None) -> Path:
-    """The cache folder of one validated export (the Estimator's export-on-first-use cache, int8 keyed by
-    its calibration data too)."""
-    from dwpose_edge.estimator import export_cache_folder
-
-    use = precision == "int8" and calib is not None
-    folder, _ = export_cache_folder(model, weights, runtime, precision, calib.ann_file if use else None,
-                                    calib.image_dir if use else None)
-    return folder
-
-
 def ensure_export(model: str, weights: Any, runtime: str, precision: str, threads: int | None,
                   calib: DataSource | None = None) -> Path:
-    """Export (and validate) once; later runs reuse the folder.
+    """The Estimator's export cache folder of this runtime x precision (exported and validated once).
 
     int8 is calibrated on `calib` (default: `default_calibration_data()`) with allow_accuracy_loss=True:
     the benchmark measures the loss (gate result in the row) instead of refusing the row.
     """
-    from dwpose_edge.manifest import MANIFEST
-    from dwpose_edge.export.pipeline import export_model
-
-    extra: dict = {}
-    if precision == "int8":
-        from dwpose_edge.bench.crops import default_calibration_data
-
-        calib = calib or default_calibration_data()
-        extra = {"calib": os.fspath(calib.ann_file), "calib_images": os.fspath(calib.image_dir),
-                 "allow_accuracy_loss": True}
-    folder = export_folder(model, weights, runtime, precision, calib if precision == "int8" else None)
-    if not (folder / MANIFEST).is_file():
-        target = {"onnxruntime": "onnx"}.get(runtime, runtime)
-        export_model(model, weights, folder, targets=[target], precisions=[precision], threads=threads,
-                     log=lambda msg: None, **extra)
-    return folder
+    if precision != "int8":
+        return cached_export(model, weights, runtime, precision, threads=threads)
+    calib = calib or default_calibration_data()
+    return cached_export(model, weights, runtime, precision, threads=threads, calib=os.fspath(calib.ann_file),
+                         calib_images=os.fspath(calib.image_dir), allow_accuracy_loss=True)
 
 
 def _export_validation(model_dir: str, runtime: str, precision: str) -> dict:
@@ -182,7 +163,7 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
               scaling_repeats: int = 10, peers: bool = True, peer_persons: int = 8, peer_rounds: int = 4,
               max_persons: int | None = None,
               max_time_s: float | None = None, calib: DataSource | None = None,
-              skip_precisions: dict[str, str] | None = None, plot: bool = True) -> dict:
+              skip_precisions: dict[str, str] | None = None, plot: bool = True, cold_repeats: int = 3) -> dict:
     """Benchmark accuracy and latency of every runtime x precision; write the report files into `out_dir`.
 
     `weights`: None = the embedded default (or 'random' with a loud note until one exists), an mmpose
@@ -194,6 +175,8 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
     `persons`: persons per image for the end-to-end scaling; `peer_persons`: for the peers and the
     end-to-end column; `peer_rounds`: alternating rounds of ours / rtmlib / plain loop (each a fresh
     process: more rounds average out the machine's drift); `max_persons`: crops taken from the data (None = all).
+    `cold_repeats`: fresh processes per runtime for the cold-start table (import, load, first keypoints,
+    peak RSS) of every fp32 row that ran; 0 = none.
     Returns the report dict (also written as report.json).
     """
     from tqdm import tqdm
@@ -230,7 +213,10 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
             "end_to_end": "Estimator(image, boxes): crop + infer + decode, ms per image and per person; "
                           "batched = batch_size 16, looped = batch_size 1",
             "memory": "each row runs in a fresh process; peak RSS = VmHWM after load + timings (before the "
-                      "accuracy pass); 'before load' = RSS after imports (dwpose_edge imports torch)",
+                      "accuracy pass); 'before load' = RSS after imports",
+            "cold_start": "a fresh `python -c` per run: import dwpose_edge, Estimator(...) on the row's export "
+                          "folder (torch: the weights), first keypoints of one person; medians over interleaved "
+                          "runs; total = from process launch, interpreter start included; peak RSS = ru_maxrss",
             "agreement": "argmax keypoints vs the reference on the same crops, in crop (model input) pixels",
             "ap_vs_reference": "COCO-WholeBody AP with the reference's keypoints as ground truth (all 133 "
                                "labelled, area = box area)",
@@ -247,7 +233,7 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
             if note and note not in report["notes"]:
                 report["notes"].append(note)
                 print(f"\n*** {note}\n", file=sys.stderr)
-            onnx_source = is_onnx(w)
+            onnx_source = is_onnx_path(w)
             bar.set_description(f"{model}: crops")
             crops = build_crops(source.ann_file, source.image_dir, spec.input_size, max_persons)
             crops_path = crops.save(work / f"{model}_crops.npz")
@@ -310,6 +296,12 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
             report["peers"][model] = _peers(model, w, crops_path, work, threads, repeats, peer_persons, peers,
                                             max_time_s, rounds=peer_rounds)
             bar.update(1)
+            if cold_repeats:
+                bar.set_description(f"{model}: cold start")
+                ran = {r["runtime"]: r.get("model_dir") for r in rows
+                       if r.get("status") == "ok" and r["precision"] == "fp32" and r["device"] == "cpu"}
+                report.setdefault("cold_start", {})[model] = cold_start_table(
+                    list(ran), ran, threads, cold_repeats, model, None if w is None else os.fspath(w))
             bar.set_description(f"{model}: AP")
             _score_rows(rows, crops, work / f"{model}_pseudo_gt.json")
             report["rows"] += rows

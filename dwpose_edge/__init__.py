@@ -1,7 +1,7 @@
-"""dwpose_edge: DWPose whole-body pose estimation, mmpose-exact, on torch, ONNX Runtime, OpenVINO and ncnn."""
+"""dwpose_edge: DWPose whole-body pose estimation, mmpose-exact, on ONNX Runtime, OpenVINO, ncnn and PyTorch."""
 from .errors import DwposeEdgeError
 from .estimator import Estimator
 from .result import PoseResult
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Estimator", "PoseResult", "DwposeEdgeError", "__version__"]

@@ -6,25 +6,31 @@ import json
 import os
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
+from .bench.cli import add_parser as add_bench_parser
+from .demo import run_demo
 from .errors import DwposeEdgeError
+from .estimator import Estimator
+from .evaluation.backend import load_backend, require_evaluator, warn_without_evaluator
+from .evaluation.metric import evaluate_estimator, format_results
+from .export.pipeline import export_model
+from .predict import run_predict
 from .runtimes import precisions as table
+from .runtimes.base import require
 from .track_cli import add_track_args, run_tracking, wants_tracking
+from .train.synth_cli import add_parser as add_synth_parser
 
 
 def _estimator(args: argparse.Namespace, **extra):
     """The Estimator the model options of a subcommand describe (see `_add_model_args`)."""
-    from .estimator import Estimator
-
     return Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
                      precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
                      threads=args.threads, calib=args.calib, calib_images=args.calib_images, **extra)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import run_predict
-
     est = _estimator(args, detector=args.detector)
     if wants_tracking(args):
         return run_tracking(args, est)
@@ -38,8 +44,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The official DWPose-t on the bundled photos when it can be fetched; the embedded model on generated people."""
-    from .demo import run_demo
-
     run_demo(args.out, weights=args.weights, sha256=args.sha256, offline=args.offline, model=args.model)
     return 0
 
@@ -49,25 +53,13 @@ def _csv(text: str) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export.pipeline import export_model
-
     if "int8" in _csv(args.precision):
-        _warn_without_evaluator("the int8 gate checks keypoint agreement only, not the AP drop")
+        warn_without_evaluator("the int8 gate checks keypoint agreement only, not the AP drop")
     path = export_model(args.model, args.weights, args.out, targets=_csv(args.to), precisions=_csv(args.precision),
                         threads=args.threads, calib=args.calib, calib_images=args.calib_images,
                         allow_accuracy_loss=args.allow_accuracy_loss)
     print(f"validated exports and {path}")
     return 0
-
-
-def _warn_without_evaluator(consequence: str) -> None:
-    """One line up front when no COCO-WholeBody evaluator imports and a command only loses its AP numbers."""
-    from .evaluation.backend import EvaluationUnavailable, require_evaluator
-
-    try:
-        require_evaluator()
-    except EvaluationUnavailable as exc:
-        print(f"dwpose-edge: note: {exc}; until then {consequence}", file=sys.stderr)
 
 
 def _require_paths(paths: dict[str, str | None], hint: str = "") -> None:
@@ -79,10 +71,8 @@ def _require_paths(paths: dict[str, str | None], hint: str = "") -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
-    from .evaluation.backend import require_evaluator
-    from .train.trainer import TrainConfig, load_config_file, train
+    require("torch", "dwpose-edge[train]")  # training is the one command that needs torch whatever its options
+    from .train.trainer import TrainConfig, load_config_file, train  # torch: imported only here
 
     options = load_config_file(args.config) if args.config else {}
     for f in fields(TrainConfig):
@@ -105,12 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation.backend import load_backend
-
     backend = load_backend(args.evaluator)  # before any model loading or inference
     _require_paths({"--ann": args.ann, "--images": args.images, "--det-file": args.det_file})
-    from .evaluation.metric import evaluate_estimator, format_results
-
     est = _estimator(args)
     results = evaluate_estimator(est, args.ann, args.images, use_gt_boxes=args.det_file is None,
                                  det_file=args.det_file, max_images=args.max_images, evaluator=backend.name)
@@ -128,7 +114,7 @@ MODEL_HELP = "model variant: dwpose-t, dwpose-s, dwpose-m, dwpose-l or dwpose-l-
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
     p.add_argument("--weights", default=None, help="mmpose .pth path, registry name, or .onnx file")
-    p.add_argument("--runtime", default="torch", choices=list(table.RUNTIMES),
+    p.add_argument("--runtime", default="onnxruntime", choices=list(table.RUNTIMES),
                    help="inference engine (default: %(default)s)")
     p.add_argument("--precision", default="fp32", choices=list(table.PRECISIONS),
                    help=f"numeric precision ({PRECISION_HELP}); int8 exports and calibrates on first use, bf16 needs "
@@ -226,9 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "same numbers)")
     p.add_argument("--out", default=None, help="write the AP table as JSON here")
     p.set_defaults(func=cmd_eval)
-
-    from .bench_cli import add_parser as add_bench_parser
-    from .train.synth_cli import add_parser as add_synth_parser
 
     add_synth_parser(sub)
     add_bench_parser(sub)

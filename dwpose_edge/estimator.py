@@ -1,7 +1,6 @@
 """`Estimator`: image (+ boxes) in, whole-body keypoints out, on any runtime."""
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -9,24 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ExportError, InputError, ModelFileError
-from .specs import NUM_KEYPOINTS, get_spec
+from .detectors import make_detector
+from .embedded import default_onnx
+from .errors import InputError, ModelFileError
+from .export.cache import cached_export
+from .manifest import read_manifest, verified_paths
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
 from .result import PoseResult
 from .runtimes import precisions
 from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
-
-
-def is_onnx(weights: Any) -> bool:
-    return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith(".onnx")
+from .onnx_file import is_onnx_path
+from .specs import NUM_KEYPOINTS, get_spec
 
 
 def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
                     threads: int | None) -> Runtime:
     """Open one artifact of a folder written by `dwpose-edge export`, after checking model name and sha256."""
-    from .manifest import read_manifest, verified_paths
-
     manifest = read_manifest(model_dir)
     if manifest.model != model:
         raise ModelFileError(f"{model_dir} holds an export of {manifest.model}, not {model}; "
@@ -36,61 +34,14 @@ def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, prec
                         threads=threads, input_size=tuple(manifest.input_size))
 
 
-def export_cache_folder(model: str, weights: Any, runtime: str, precision: str, calib: Any = None,
-                        calib_images: str | os.PathLike | None = None) -> tuple[Path, Any]:
-    """The cache folder of `weights` exported for `runtime`/`precision`, and the resolved weights.
+def _torch_runtime(model: str, weights: Any, device: str | None, precision: str, threads: int | None) -> Runtime:
+    """The torch runtime on `weights` (checkpoint, registry name, state dict, 'random' or None = embedded)."""
+    if is_onnx_path(weights):
+        raise InputError("an .onnx file runs on runtime='onnxruntime', 'openvino' or 'ncnn', not torch")
+    torch_runtime = runtime_class("torch")  # RuntimeUnavailableError with the pip extra when torch is missing
+    from .models import load_model  # torch: only on this path
 
-    Keyed by the weights file's sha256 (or 'random') and the package version; None means the embedded default.
-    int8 folders are also keyed by the calibration data (None = the embedded validation set).
-    """
-    from . import __version__
-    from .hashing import sha256_file
-    from .weights import cache_dir
-
-    if is_onnx(weights):
-        key = sha256_file(weights)
-    elif isinstance(weights, str) and weights == "random":
-        key = "random"
-    else:
-        if weights is None:
-            from .embedded import default_weights
-
-            weights = default_weights(model)
-        from .weights import resolve_weights
-
-        weights = resolve_weights(weights)
-        key = sha256_file(weights)
-    tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:16]
-    name = f"{model}_{tag}_{runtime}_{precision}"
-    if precision == "int8":
-        from .export.calibration import calibration_key
-
-        if calib is None:
-            from .embedded import embedded_val_set
-
-            calib, calib_images = embedded_val_set()
-        name += f"_calib{calibration_key(calib, calib_images)}"
-    return cache_dir() / "exports" / name, weights
-
-
-def _cached_export(model: str, weights: Any, runtime: str, precision: str, device: str | None,
-                   threads: int | None, calib: Any = None, calib_images: str | os.PathLike | None = None) -> Runtime:
-    """Export `weights` for `runtime`/`precision` once into the cache (validated; int8 calibrated and gated),
-    then open it."""
-    from .manifest import MANIFEST
-    from .export.pipeline import export_model
-
-    folder, weights = export_cache_folder(model, weights, runtime, precision, calib, calib_images)
-    if not (folder / MANIFEST).is_file():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ExportError(f"cannot create the export cache folder {folder}: {exc}; set DWPOSE_EDGE_CACHE "
-                              "to a writable folder") from exc
-        target = {"onnxruntime": "onnx"}.get(runtime, runtime)
-        export_model(model, weights, folder, targets=[target], precisions=[precision], threads=threads,
-                     log=lambda msg: None, calib=calib, calib_images=calib_images)
-    return _open_model_dir(model, folder, runtime, precision, device, threads)
+    return torch_runtime(load_model(model, weights), device=device or "cpu", precision=precision, threads=threads)
 
 
 def check_threads(threads: Any) -> int | None:
@@ -119,19 +70,21 @@ class Estimator:
     the whole image is one person), 'hog', 'yolox', a YOLOX-style .onnx path, or any object with
     `detect(image) -> (boxes, scores)`. A detector that finds nobody gives an empty result.
 
-    Model source, in order: `model_dir` (a folder from `dwpose-edge export`), an `.onnx`
-    `weights` path (official DWPose / mmdeploy files work), else `weights` as a checkpoint
-    path / registry name / 'random' / None (= embedded default), exported and validated on
-    first use into the cache for non-torch runtimes. `precision='int8'` is calibrated on
-    `calib` (+ `calib_images`; see `export_model`; None = the embedded validation set) and must
-    pass the INT8 accuracy gate, else ParityError.
+    Model source, in order: `model_dir` (a folder from `dwpose-edge export`); runtime 'torch':
+    `weights` as a checkpoint path / registry name / state dict / 'random' / None (= embedded
+    default; needs the `dwpose-edge[torch]` extra); other runtimes: an `.onnx` `weights` path
+    (official DWPose / mmdeploy files work) or None (= the embedded default, shipped as a validated
+    ONNX) run directly in fp32 with no PyTorch, and any other precision or a checkpoint is exported
+    and validated on first use into the cache (`export.cache`; a checkpoint needs `dwpose-edge[export]`).
+    `precision='int8'` is calibrated on `calib` (+ `calib_images`; see `export_model`; None = the
+    embedded validation set) and must pass the INT8 accuracy gate, else ParityError.
 
     One instance may be called from several threads at once (every runtime here is thread-safe;
     see README "Errors and guarantees"). Memory per call is bounded by `batch_size` crops, whatever
     the number of boxes.
     """
 
-    def __init__(self, model: str = "dwpose-t", weights: Any = None, runtime: str = "torch",
+    def __init__(self, model: str = "dwpose-t", weights: Any = None, runtime: str = "onnxruntime",
                  device: str | None = None, precision: str = "fp32", flip_test: bool = False,
                  batch_size: int = 16, threads: int | None = None,
                  model_dir: str | os.PathLike | None = None, detector: Any = "none", calib: Any = None,
@@ -154,20 +107,16 @@ class Estimator:
                 raise InputError("model_dir holds exported files; choose runtime onnxruntime, openvino or ncnn")
             self.runtime: Runtime = _open_model_dir(model, model_dir, runtime, precision, device, threads)
         elif runtime == "torch":
-            if is_onnx(weights):
-                raise InputError("an .onnx file runs on runtime='onnxruntime', 'openvino' or 'ncnn', not torch")
-            from .models import load_model
-            from .runtimes.torch_runtime import TorchRuntime
-
-            self.runtime = TorchRuntime(load_model(model, weights), device=device or "cpu", precision=precision,
-                                        threads=threads)
-        elif is_onnx(weights) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
-            self.runtime = open_runtime(runtime, {"model": Path(weights), "xml": Path(weights)}, device=device,
-                                        threads=threads, input_size=self.spec.input_size)
+            self.runtime = _torch_runtime(model, weights, device, precision, threads)
         else:
-            self.runtime = _cached_export(model, weights, runtime, precision, device, threads, calib, calib_images)
-        from .detectors import make_detector
-
+            source = default_onnx(model) if weights is None else weights
+            if is_onnx_path(source) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
+                self.runtime = open_runtime(runtime, {"model": Path(source), "xml": Path(source)}, device=device,
+                                            threads=threads, input_size=self.spec.input_size)
+            else:
+                folder = cached_export(model, weights, runtime, precision, threads=threads, calib=calib,
+                                       calib_images=calib_images)
+                self.runtime = _open_model_dir(model, folder, runtime, precision, device, threads)
         self.detector = make_detector(detector, runtime=runtime, threads=threads)
         self.input_size = tuple(self.runtime.input_size)
         if self.input_size != tuple(self.spec.input_size):

@@ -64,7 +64,7 @@ def quantize_openvino(fp32_onnx: str | os.PathLike, xml_out: str | os.PathLike, 
     """Quantize the IR of `fp32_onnx` with NNCF on `crops`, write `xml_out` (+ .bin, fp32 where not int8)."""
     os.environ.setdefault("CI", "true")  # NNCF/OpenVINO telemetry off in non-interactive runs
     ov = require("openvino", "dwpose-edge[openvino]")
-    nncf = require("nncf", "dwpose-edge[openvino]")
+    nncf = require("nncf", "dwpose-edge[export]")
     xml_out = Path(xml_out)
     model = ov.convert_model(os.fspath(fp32_onnx))
     fp_nodes = sorted(set(fp_nodes))

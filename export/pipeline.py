@@ -14,7 +14,7 @@ from dwpose_edge.manifest import MANIFEST, Artifact, Manifest, write_manifest
 from dwpose_edge.export.validate import validate, validation_crops
 from dwpose_edge.specs import MEAN_RGB, STD_RGB, get_spec
 from dwpose_edge.runtimes import precisions as table
-from dwpose_edge.runtimes.base import open_runtime
+from dwpose_edge.runtimes.base import open_runtime, require
 
 TARGETS = {"onnx": "onnxruntime", **{r: r for r in table.FILE_RUNTIMES}}
 PRECISIONS = table.DEFAULT_EXPORT_PRECISIONS  # "int8" (calibration data) and "bf16" (a bf16 CPU) on request
@@ -76,7 +76,7 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
     if onnx_source:
         import shutil
 
-        from dwpose_edge.runtimes.onnx_file import check_onnx_file
+        from dwpose_edge.onnx_file import check_onnx_file
 
         check_onnx_file(weights)
         if Path(weights).resolve() != fp32_onnx.resolve():
@@ -86,6 +86,7 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
                     reference="onnxruntime fp32 (CPU) on the source ONNX file", opset=_opset(fp32_onnx))
         torch_model = None
     else:
+        require("torch", "dwpose-edge[export]")  # a checkpoint is exported through torch; an ONNX source is not
         from dwpose_edge.export.to_onnx import OPSET, export_onnx
         from dwpose_edge.models import load_model
         from dwpose_edge.runtimes.torch_runtime import TorchRuntime

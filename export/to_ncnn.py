@@ -74,7 +74,7 @@ class NcnnFiles(tuple):
 
 
 def _pnnx_exe() -> str:
-    pnnx = require("pnnx", "dwpose-edge[ncnn]")
+    pnnx = require("pnnx", "dwpose-edge[export]")
     exe = getattr(pnnx, "EXEC_PATH", None)
     if not exe or not os.path.isfile(exe):
         raise ExportError(f"the pnnx package is installed but its executable is missing ({exe}); "
@@ -442,7 +442,7 @@ def onnx_to_ncnn(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, preci
     """
     import onnx
 
-    from dwpose_edge.runtimes.onnx_file import check_onnx_file
+    from dwpose_edge.onnx_file import check_onnx_file
     from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
 
     _check_precision(precision)

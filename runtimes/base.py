@@ -20,12 +20,13 @@ class Runtime(Protocol):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-# runtime name -> (module, class, pip extra that installs its package); names and precisions: runtimes/precisions.py
-RUNTIMES: dict[str, tuple[str, str, str]] = {
-    "torch": ("dwpose_edge.runtimes.torch_runtime", "TorchRuntime", "dwpose-edge"),
-    "onnxruntime": ("dwpose_edge.runtimes.onnxruntime_runtime", "OnnxRuntime", "dwpose-edge"),
-    "openvino": ("dwpose_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "dwpose-edge[openvino]"),
-    "ncnn": ("dwpose_edge.runtimes.ncnn_runtime", "NcnnRuntime", "dwpose-edge[ncnn]"),
+# runtime name -> (module, class, the backend package it imports, pip extra that installs it); names and
+# precisions: runtimes/precisions.py
+RUNTIMES: dict[str, tuple[str, str, str, str]] = {
+    "torch": ("dwpose_edge.runtimes.torch_runtime", "TorchRuntime", "torch", "dwpose-edge[torch]"),
+    "onnxruntime": ("dwpose_edge.runtimes.onnxruntime_runtime", "OnnxRuntime", "onnxruntime", "dwpose-edge"),
+    "openvino": ("dwpose_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "openvino", "dwpose-edge[openvino]"),
+    "ncnn": ("dwpose_edge.runtimes.ncnn_runtime", "NcnnRuntime", "ncnn", "dwpose-edge[ncnn]"),
 }
 assert tuple(RUNTIMES) == precisions.RUNTIMES
 
@@ -39,16 +40,19 @@ def require(module: str, extra: str) -> object:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        what = {"[export]": "exporting", "[train]": "training"}.get(extra[extra.find("["):], "this runtime")
         raise RuntimeUnavailableError(
-            f"the '{module}' package is needed for this runtime but cannot be imported ({exc}); "
+            f"the '{module}' package is needed for {what} but cannot be imported ({exc}); "
             f"install it with: pip install '{extra}'") from exc
 
 
 def runtime_class(name: str) -> type:
-    """Return the class implementing runtime `name` (imported lazily)."""
+    """Return the class implementing runtime `name`, imported on first use (the backends are optional):
+    RuntimeUnavailableError naming the pip extra when its package is not installed."""
     if name not in RUNTIMES:
         raise InputError(f"unknown runtime {name!r}; choose one of {sorted(RUNTIMES)}")
-    module, cls, _ = RUNTIMES[name]
+    module, cls, package, extra = RUNTIMES[name]
+    require(package, extra)
     return getattr(importlib.import_module(module), cls)
 
 

@@ -24,7 +24,7 @@ class OnnxRuntime:
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
                  input_size: tuple[int, int] | None = None, precision: str = "fp32") -> None:
         ort = require("onnxruntime", "dwpose-edge")
-        from dwpose_edge.runtimes.onnx_file import check_onnx_file
+        from dwpose_edge.onnx_file import check_onnx_file
 
         check_onnx_file(path)
         device = device.lower()

@@ -45,7 +45,7 @@ class OpenVinoRuntime:
             raise InputError(f"openvino precision must be one of {sorted(PRECISION_HINTS)}, got {precision!r}")
         path = os.fspath(path)
         if path.endswith(".onnx"):
-            from dwpose_edge.runtimes.onnx_file import check_onnx_file
+            from dwpose_edge.onnx_file import check_onnx_file
 
             check_onnx_file(path)
         else:

@@ -83,10 +83,10 @@ def checkpoint() -> Path:
 def model_dir(runtime: str, precision: str = "fp32") -> Path:
     """The cache folder holding the validated export of the test model for `runtime`."""
     from dwpose_edge import Estimator
-    from dwpose_edge.estimator import export_cache_folder
+    from dwpose_edge.export.cache import export_cache_folder
 
     Estimator(MODEL, weights=str(checkpoint()), runtime=runtime, precision=precision, threads=1)
-    return export_cache_folder(MODEL, str(checkpoint()), runtime, precision)[0]
+    return export_cache_folder(MODEL, checkpoint(), runtime, precision)
 
 
 def estimator(runtime: str, **kwargs):
@@ -95,5 +95,5 @@ def estimator(runtime: str, **kwargs):
 
     kwargs.setdefault("threads", 1)
     if runtime == "torch":
-        return Estimator(MODEL, weights=str(checkpoint()), **kwargs)
+        return Estimator(MODEL, weights=str(checkpoint()), runtime="torch", **kwargs)
     return Estimator(MODEL, runtime=runtime, model_dir=model_dir(runtime, kwargs.get("precision", "fp32")), **kwargs)

@@ -433,9 +433,9 @@ CASES = [
     Case("batch-size-str", lambda c: Estimator(weights="random", batch_size="8"), InputError, r"batch_size.*'8'"),
     Case("threads-negative", lambda c: Estimator(weights="random", threads=-2), InputError, r"threads must be a pos"),
     Case("threads-float", lambda c: Estimator(weights="random", threads=1.5), InputError, r"threads.*1.5"),
-    Case("torch-device-bogus", lambda c: Estimator(weights="random", device="gpu0"), InputError,
+    Case("torch-device-bogus", lambda c: Estimator(weights="random", runtime="torch", device="gpu0"), InputError,
          r"unknown torch device 'gpu0'.*'cuda:N'"),
-    Case("torch-fp16-on-cpu", lambda c: Estimator(weights="random", precision="fp16"), InputError, r"CUDA only"),
+    Case("torch-fp16-on-cpu", lambda c: Estimator(weights="random", runtime="torch", precision="fp16"), InputError, r"CUDA only"),
     Case("precision-unknown", lambda c: Estimator(weights="random", runtime="onnxruntime", precision="fp8"),
          InputError, r"unknown precision 'fp8'"),
     Case("ncnn-device-cuda", lambda c: Estimator(runtime="ncnn", model_dir=model_dir("ncnn"), device="cuda"),
@@ -444,9 +444,9 @@ CASES = [
                                                         device="XPU"),
          InputError, r"OpenVINO device 'XPU' not available", marks=(needs_openvino,)),
     Case("detector-unknown", lambda c: Estimator(weights="random", detector="rcnn"), InputError, r"unknown detector"),
-    Case("onnx-weights-on-torch", lambda c: Estimator(weights=str(model_dir("onnxruntime") / ONNX_NAME)), InputError,
+    Case("onnx-weights-on-torch", lambda c: Estimator(weights=str(model_dir("onnxruntime") / ONNX_NAME), runtime="torch"), InputError,
          r"runs on runtime='onnxruntime'"),
-    Case("model-dir-on-torch", lambda c: Estimator(model_dir=model_dir("onnxruntime")), InputError,
+    Case("model-dir-on-torch", lambda c: Estimator(model_dir=model_dir("onnxruntime"), runtime="torch"), InputError,
          r"choose runtime onnxruntime, openvino or ncnn"),
     # ---- checkpoints (.pth)
     Case("pth-truncated", lambda c: Estimator(weights=c.file("t.pth", Path(c.ckpt).read_bytes()[:50_000])),
@@ -555,7 +555,7 @@ CASES = [
          r"'onnxruntime' package"),
     Case("missing-pnnx-on-first-export", lambda c: (hide(c, "pnnx"), c.monkeypatch.setenv(
         "DWPOSE_EDGE_CACHE", str(c.tmp / "cache")), Estimator(weights="random", runtime="ncnn")),
-         RuntimeUnavailableError, r"'pnnx' package.*dwpose-edge\[ncnn\]", marks=(needs_ncnn,)),
+         RuntimeUnavailableError, r"'pnnx' package.*dwpose-edge\[export\]", marks=(needs_ncnn,)),
     Case("missing-openvino-exporter", lambda c: (hide(c, "openvino"), _export_openvino(
         model_dir("onnxruntime") / ONNX_NAME, c.tmp / "m.xml")), RuntimeUnavailableError, r"dwpose-edge\[openvino\]"),
     # ---- exporters

@@ -84,7 +84,7 @@ def test_eval_without_any_evaluator_stops_before_loading_the_model(tmp_path):
     # weights that do not exist: had the model been loaded first, this would be the error instead
     run = _run_cli(tmp_path, ["eval", "--ann", VAL_ANN, "--images", VAL_IMAGES, "--weights", "missing.pth"],
                    block=("xtcocotools", "xthotcoco"))
-    _assert_one_line_error(run, "xtcocotools or xthotcoco", 'pip install "dwpose-edge[train]"')
+    _assert_one_line_error(run, "xtcocotools or xthotcoco", 'pip install "dwpose-edge[eval]"')
     assert "evaluate" not in run.stdout + run.stderr.replace("evaluation", "")  # no progress bar: no inference
 
 
@@ -93,7 +93,7 @@ def test_train_with_validation_but_no_evaluator_stops_before_training(tmp_path):
     run = _run_cli(tmp_path, ["train", "stage1", "--ann", VAL_ANN, "--images", VAL_IMAGES, "--val-ann", VAL_ANN,
                               "--val-images", VAL_IMAGES, "--work-dir", str(tmp_path / "run")],
                    block=("xtcocotools", "xthotcoco"))
-    _assert_one_line_error(run, 'pip install "dwpose-edge[train]"')
+    _assert_one_line_error(run, 'pip install "dwpose-edge[eval]"')
     assert not (tmp_path / "run").exists()
 
 
@@ -159,4 +159,4 @@ def test_commands_that_only_lose_ap_say_so_up_front(tmp_path):
                           "w('no AP column')"], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0 and run.stdout == ""
     assert run.stderr.startswith("dwpose-edge: note: COCO-WholeBody evaluation needs") and run.stderr.count("\n") == 1
-    assert run.stderr.rstrip().endswith('pip install "dwpose-edge[train]"; until then no AP column')
+    assert run.stderr.rstrip().endswith('pip install "dwpose-edge[eval]"; until then no AP column')

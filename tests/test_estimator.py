@@ -12,7 +12,7 @@ BOXES = np.array([[150, 40, 420, 600], [60, 100, 300, 500], [-40, -40, 120, 160]
 
 @pytest.fixture(scope="module")
 def est(tiny_checkpoint):
-    return Estimator("dwpose-t", weights=str(tiny_checkpoint))
+    return Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch")
 
 
 def test_result_shapes_and_geometry(est, grace_hopper):
@@ -32,8 +32,8 @@ def test_result_shapes_and_geometry(est, grace_hopper):
 
 
 def test_batch_size_does_not_change_results(tiny_checkpoint, grace_hopper):
-    a = Estimator("dwpose-t", weights=str(tiny_checkpoint), batch_size=1)(grace_hopper, BOXES)
-    b = Estimator("dwpose-t", weights=str(tiny_checkpoint), batch_size=16)(grace_hopper, BOXES)
+    a = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch", batch_size=1)(grace_hopper, BOXES)
+    b = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch", batch_size=16)(grace_hopper, BOXES)
     np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
 
@@ -41,18 +41,18 @@ def test_batch_size_does_not_change_results(tiny_checkpoint, grace_hopper):
 def test_reused_crop_buffers_do_not_leak_between_calls(tiny_checkpoint, grace_hopper):
     """The estimator keeps its crop buffers between calls: results of earlier calls must stay intact and
     calls with fewer boxes must not see the previous call's crops."""
-    est = Estimator("dwpose-t", weights=str(tiny_checkpoint), batch_size=2)
+    est = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch", batch_size=2)
     calls = [BOXES, BOXES[2:], BOXES[1:], BOXES[:1]]
     results = [est(grace_hopper, b) for b in calls]
     kept = [r.keypoints.copy() for r in results]
     for boxes, r, k in zip(calls, results, kept):
-        fresh = Estimator("dwpose-t", weights=str(tiny_checkpoint), batch_size=2)(grace_hopper, boxes)
+        fresh = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch", batch_size=2)(grace_hopper, boxes)
         np.testing.assert_array_equal(r.keypoints, fresh.keypoints)
         np.testing.assert_array_equal(r.keypoints, k)
 
 
 def test_flip_test_averages_flipped_logits(tiny_checkpoint, grace_hopper):
-    est = Estimator("dwpose-t", weights=str(tiny_checkpoint), flip_test=True)
+    est = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch", flip_test=True)
     crops, _, _ = crop_boxes(grace_hopper, BOXES[:1], (192, 256))
     with torch.inference_mode():
         orig = [t.numpy() for t in est.runtime.model(torch.from_numpy(crops))]
@@ -77,8 +77,8 @@ def test_zero_boxes_gives_zero_persons(est, grace_hopper):
 
 
 def test_weights_are_used(tiny_checkpoint, grace_hopper):
-    a = Estimator("dwpose-t", weights=str(tiny_checkpoint))(grace_hopper)
-    b = Estimator("dwpose-t", weights="random")(grace_hopper)
+    a = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch")(grace_hopper)
+    b = Estimator("dwpose-t", weights="random", runtime="torch")(grace_hopper)
     assert np.abs(a.scores - b.scores).max() > 1e-2
 
 
@@ -88,24 +88,24 @@ def test_bad_arguments(tiny_checkpoint, grace_hopper):
     with pytest.raises(InputError, match="unknown runtime"):
         Estimator("dwpose-t", weights="random", runtime="tensorflow")
     with pytest.raises(InputError, match="fp16 runs on CUDA only"):
-        Estimator("dwpose-t", weights="random", precision="fp16")
+        Estimator("dwpose-t", weights="random", runtime="torch", precision="fp16")
     with pytest.raises(WeightsError, match="does not fit dwpose-s"):
-        Estimator("dwpose-s", weights=str(tiny_checkpoint))
+        Estimator("dwpose-s", weights=str(tiny_checkpoint), runtime="torch")
     with pytest.raises(InputError, match="uint8"):
-        Estimator("dwpose-t", weights="random")(grace_hopper.astype(np.float32))
+        Estimator("dwpose-t", weights="random", runtime="torch")(grace_hopper.astype(np.float32))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised on machines without CUDA")
 def test_cuda_requested_without_cuda():
     with pytest.raises(RuntimeUnavailableError, match="cuda"):
-        Estimator("dwpose-t", weights="random", device="cuda")
+        Estimator("dwpose-t", weights="random", runtime="torch", device="cuda")
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: torch.cuda.is_available() is False")
 @pytest.mark.parametrize("precision, atol", [("fp32", 1.0), ("fp16", 2.0)])
 def test_cuda_matches_cpu(tiny_checkpoint, grace_hopper, precision, atol):
-    cpu = Estimator("dwpose-t", weights=str(tiny_checkpoint))(grace_hopper, BOXES)
-    gpu = Estimator("dwpose-t", weights=str(tiny_checkpoint), device="cuda", precision=precision)(grace_hopper, BOXES)
+    cpu = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch")(grace_hopper, BOXES)
+    gpu = Estimator("dwpose-t", weights=str(tiny_checkpoint), runtime="torch", device="cuda", precision=precision)(grace_hopper, BOXES)
     close = np.linalg.norm(cpu.keypoints - gpu.keypoints, axis=-1) <= atol
     assert close.mean() >= 0.98

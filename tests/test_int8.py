@@ -276,19 +276,19 @@ def test_gate_failure_raises_with_figures_and_allow_flag_writes_it(trained, tmp_
 
 def test_embedded_validation_set_is_the_default_calibration(tmp_path):
     from dwpose_edge.embedded import embedded_val_set
-    from dwpose_edge.estimator import export_cache_folder
+    from dwpose_edge.export.cache import export_cache_folder
 
     ann, images = embedded_val_set()
     data = load_calibration(ann, images, INPUT)  # the defaults: 256 calibration + >= 64 held-out crops
     assert len(data.calib) == 256 and len(data.holdout) >= 64
     assert not set(data.calib.image_ids.tolist()) & set(data.holdout.image_ids.tolist())
     # the Estimator's int8 cache folder is keyed by the calibration data; None means the embedded set
-    default, _ = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8")
-    same, _ = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8", ann, images)
-    other, _ = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8", _write(tmp_path / "c.json", {}),
+    default = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8")
+    same = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8", ann, images)
+    other = export_cache_folder("dwpose-t", "random", "onnxruntime", "int8", _write(tmp_path / "c.json", {}),
                                    images)
     assert default == same != other and "_calib" in default.name
-    assert "_calib" not in export_cache_folder("dwpose-t", "random", "onnxruntime", "fp32")[0].name
+    assert "_calib" not in export_cache_folder("dwpose-t", "random", "onnxruntime", "fp32").name
 
 
 def test_cli_export_passes_int8_arguments(monkeypatch, tmp_path):

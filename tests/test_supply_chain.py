@@ -175,7 +175,7 @@ def test_onnx_external_data_outside_its_folder_is_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from dwpose_edge.runtimes.onnx_file import check_onnx_file
+    from dwpose_edge.onnx_file import check_onnx_file
 
     weight = numpy_helper.from_array(np.zeros((2, 2), np.float32), "W")
     weight.ClearField("raw_data")

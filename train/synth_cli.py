@@ -6,6 +6,7 @@ import time
 
 from dwpose_edge.errors import DwposeEdgeError
 from dwpose_edge.train.synth.clip import render_clip, write_clip
+from dwpose_edge.train.synth import make_dataset
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -38,8 +39,6 @@ def make_clip(args: argparse.Namespace) -> int:
 def cmd_make_data(args: argparse.Namespace) -> int:
     if args.clip is not None:
         return make_clip(args)
-    from .synth import make_dataset
-
     if args.images < 1:
         raise DwposeEdgeError("--images must be at least 1")
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from typing import Any
 from dwpose_edge.errors import RuntimeUnavailableError
 
 BACKENDS = ("xtcocotools", "xthotcoco")
-INSTALL_HINT = 'pip install "dwpose-edge[train]"'
+INSTALL_HINT = 'pip install "dwpose-edge[eval]"'
 
 
 class EvaluationUnavailable(RuntimeUnavailableError):
@@ -88,4 +88,13 @@ def require_evaluator(name: str | None = None) -> str:
     return load_backend(name).describe()
 
 
-__all__ = ["BACKENDS", "INSTALL_HINT", "CocoBackend", "EvaluationUnavailable", "load_backend", "require_evaluator"]
+def warn_without_evaluator(consequence: str) -> None:
+    """One line on stderr up front when no COCO-WholeBody evaluator imports and a command only loses its AP."""
+    try:
+        require_evaluator()
+    except EvaluationUnavailable as exc:
+        print(f"dwpose-edge: note: {exc}; until then {consequence}", file=sys.stderr)
+
+
+__all__ = ["BACKENDS", "INSTALL_HINT", "CocoBackend", "EvaluationUnavailable", "load_backend", "require_evaluator",
+           "warn_without_evaluator"]

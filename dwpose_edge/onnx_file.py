@@ -12,9 +12,10 @@ from onnx import TensorProto, numpy_helper
 from dwpose_edge.errors import ModelFileError
 
 
-def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2) -> onnx.ModelProto:
+def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2, contract: str | None = None) -> onnx.ModelProto:
     """Load and check an ONNX file before any runtime sees it; ModelFileError if corrupt or of the wrong kind
-    (one input and `n_outputs` outputs: 2 for a SimCC pose model, 1 for a YOLOX detector)."""
+    (one input and `n_outputs` outputs: 2 for a SimCC pose model, 1 for a YOLOX detector; `contract` words
+    the expectation in the error instead)."""
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder, not an ONNX file; for a folder written by `dwpose-edge export` "
@@ -31,8 +32,8 @@ def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2) -> onnx.ModelPr
                              f"{type(exc).__name__}: {str(exc)[:200]}") from exc
     inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     if len(inputs) != 1 or len(proto.graph.output) != n_outputs:
-        what = ("a DWPose/RTMPose model has one input and two outputs (simcc_x, simcc_y)" if n_outputs == 2
-                else f"expected one input and {n_outputs} output(s)")
+        what = contract or ("a DWPose/RTMPose model has one input and two outputs (simcc_x, simcc_y)"
+                            if n_outputs == 2 else f"expected one input and {n_outputs} output(s)")
         raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(proto.graph.output)} outputs; {what}")
     bad = _non_finite_initializers(proto)
     if bad:
@@ -56,3 +57,8 @@ def _non_finite_initializers(proto) -> list[str]:
 def onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata_props of an ONNX file (key -> value), without loading external data."""
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def is_onnx_path(weights: object) -> bool:
+    """True when `weights` names an .onnx file (by its suffix; the file itself is checked on load)."""
+    return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith(".onnx")

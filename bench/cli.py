@@ -4,7 +4,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from .errors import DwposeEdgeError
+from dwpose_edge.bench import QUICK
+from dwpose_edge.bench.report import from_pytest_benchmark, write_report
+from dwpose_edge.bench.runner import PRECISIONS, RUNTIMES, run_bench
+from dwpose_edge.errors import DwposeEdgeError
+from dwpose_edge.evaluation.backend import warn_without_evaluator
 
 
 def _csv(text: str) -> list[str]:
@@ -22,9 +26,6 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import QUICK
-    from .bench.report import from_pytest_benchmark, write_report
-
     t0 = time.perf_counter()
     if args.from_pytest_benchmark:
         try:
@@ -33,10 +34,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise DwposeEdgeError(f"cannot read {args.from_pytest_benchmark} as pytest-benchmark JSON: {exc}") from exc
         write_report(report, args.out)
     else:
-        from .bench.runner import PRECISIONS, RUNTIMES, run_bench
-        from .cli import _warn_without_evaluator
-
-        _warn_without_evaluator("the report has latency and pixel-agreement columns but no AP")
+        warn_without_evaluator("the report has latency and pixel-agreement columns but no AP")
         if (args.data is None) != (args.images is None):
             raise DwposeEdgeError("--data and --images go together (COCO-WholeBody json and its image folder)")
         options = dict(QUICK) if args.quick else {}
