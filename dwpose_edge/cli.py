@@ -25,9 +25,12 @@ from .train.synth_cli import add_parser as add_synth_parser
 
 def _estimator(args: argparse.Namespace, **extra):
     """The Estimator the model options of a subcommand describe (see `_add_model_args`)."""
-    return Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
-                     precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
-                     threads=args.threads, calib=args.calib, calib_images=args.calib_images, **extra)
+    est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
+                    precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
+                    threads=args.threads, calib=args.calib, calib_images=args.calib_images, **extra)
+    if est.decision is not None:  # runtime/precision auto: say what was chosen and why
+        print(est.decision.summary(), file=sys.stderr)
+    return est
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -114,11 +117,13 @@ MODEL_HELP = "model variant: dwpose-t, dwpose-s, dwpose-m, dwpose-l or dwpose-l-
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
     p.add_argument("--weights", default=None, help="mmpose .pth path, registry name, or .onnx file")
-    p.add_argument("--runtime", default="onnxruntime", choices=list(table.RUNTIMES),
-                   help="inference engine (default: %(default)s)")
-    p.add_argument("--precision", default="fp32", choices=list(table.PRECISIONS),
+    p.add_argument("--runtime", default="onnxruntime", choices=[*table.RUNTIMES, "auto"],
+                   help="inference engine; auto: the fastest that passes its accuracy gate, measured once per "
+                        "machine and cached (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=[*table.PRECISIONS, "auto"],
                    help=f"numeric precision ({PRECISION_HELP}); int8 exports and calibrates on first use, bf16 needs "
-                        "a CPU with AVX512-BF16 or AMX (default: %(default)s)")
+                        "a CPU with AVX512-BF16 or AMX; auto: fp32 or bf16, whichever is fastest within its "
+                        "accuracy gate (default: %(default)s)")
     p.add_argument("--model-dir", default=None, help="folder written by `dwpose-edge export`")
     p.add_argument("--device", default=None, help="cpu (default), cuda[:N], or an OpenVINO device name such as GPU")
     p.add_argument("--flip-test", action="store_true",

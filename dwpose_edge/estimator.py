@@ -12,6 +12,7 @@ from .detectors import make_detector
 from .embedded import default_onnx
 from .errors import InputError, ModelFileError
 from .export.cache import cached_export
+from .export.validate import validate, validation_crops
 from .manifest import read_manifest, verified_paths
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
@@ -41,7 +42,10 @@ def _torch_runtime(model: str, weights: Any, device: str | None, precision: str,
     torch_runtime = runtime_class("torch")  # RuntimeUnavailableError with the pip extra when torch is missing
     from .models import load_model  # torch: only on this path
 
-    return torch_runtime(load_model(model, weights), device=device or "cpu", precision=precision, threads=threads)
+    runtime = torch_runtime(load_model(model, weights), device=device or "cpu", precision=precision, threads=threads)
+    if precision == "bf16":  # autocast has no export to gate it: checked against the same weights in fp32 here
+        validate(runtime.reference, runtime.infer, validation_crops(runtime.input_size), precision, "torch/bf16")
+    return runtime
 
 
 def check_threads(threads: Any) -> int | None:
@@ -96,6 +100,13 @@ class Estimator:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         threads = check_threads(threads)
+        self.decision = None  # what runtime/precision 'auto' chose, with every candidate's figures
+        if "auto" in (runtime, precision):
+            from .auto import resolve  # measures candidates through this class: imported on this path only
+
+            self.decision = resolve(model, weights, runtime, precision, threads=threads, device=device,
+                                    model_dir=model_dir)
+            runtime, precision = self.decision.runtime, self.decision.precision
         runtime_class(runtime)  # validates the name before any heavy work
         precisions.support(runtime, precision)  # and the precision (the device is the runtime's to check)
         precisions.check_cpu_feature(runtime, precision)
