@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,8 @@ from .result import PoseResult
 from .runtimes import precisions
 from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
 from .onnx_file import is_onnx_path
-from .specs import NUM_KEYPOINTS, get_spec
+from .runtimes.pose_onnx import is_pose_file, pose_onnx
+from .specs import NUM_KEYPOINTS, RTMW_SPECS, pose_spec
 
 
 def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
@@ -71,14 +71,18 @@ class Estimator:
     `est(image_bgr, boxes=None)` crops every box (mmpose's padding and affine),
     runs the crops through the runtime in batches of `batch_size`, decodes SimCC
     and returns a PoseResult in image pixels. `boxes=None` asks the detector: 'none' (default:
-    the whole image is one person), 'hog', 'yolox', a YOLOX-style .onnx path, or any object with
-    `detect(image) -> (boxes, scores)`. A detector that finds nobody gives an empty result.
+    the whole image is one person), 'hog', 'yolox', an OpenMMLab SDK detector by registry name
+    ('yolox-tiny-humanart', 'yolox-m-humanart', 'yolox-x-humanart') or .zip path, a YOLOX-style .onnx
+    path, or any object with `detect(image) -> (boxes, scores)`. A detector that finds nobody gives an
+    empty result.
 
     Model source, in order: `model_dir` (a folder from `dwpose-edge export`); runtime 'torch':
     `weights` as a checkpoint path / registry name / state dict / 'random' / None (= embedded
     default; needs the `dwpose-edge[torch]` extra); other runtimes: an `.onnx` `weights` path
-    (official DWPose / mmdeploy files work) or None (= the embedded default, shipped as a validated
-    ONNX) run directly in fp32 with no PyTorch, and any other precision or a checkpoint is exported
+    (official DWPose / mmdeploy files work), an OpenMMLab SDK `.zip` or a registry name of either
+    (crop size and normalisation read from the files), or None (= the embedded default, shipped as a
+    validated ONNX; for the ONNX-only RTMW models, e.g. model='rtmw-l-384x288', their registry zip) run
+    directly in fp32 with no PyTorch, and any other precision or a checkpoint is exported
     and validated on first use into the cache (`export.cache`; a checkpoint needs `dwpose-edge[export]`).
     `precision='int8'` is calibrated on `calib` (+ `calib_images`; see `export_model`; None = the
     embedded validation set) and must pass the INT8 accuracy gate, else ParityError.
@@ -94,7 +98,7 @@ class Estimator:
                  model_dir: str | os.PathLike | None = None, detector: Any = "none", calib: Any = None,
                  calib_images: str | os.PathLike | None = None) -> None:
         try:
-            self.spec = get_spec(model)
+            self.spec = pose_spec(model)
         except ValueError as exc:
             raise InputError(str(exc)) from None
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -110,6 +114,9 @@ class Estimator:
         runtime_class(runtime)  # validates the name before any heavy work
         precisions.support(runtime, precision)  # and the precision (the device is the runtime's to check)
         precisions.check_cpu_feature(runtime, precision)
+        if model in RTMW_SPECS and (runtime not in ("onnxruntime", "openvino") or precision != "fp32"):
+            raise InputError(f"{model} runs from its ONNX file only, on runtime onnxruntime or openvino in fp32 (got "
+                             f"{runtime}/{precision}): there is no PyTorch model or export of it here")
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
         self._local = threading.local()  # per-thread crop buffers
@@ -120,10 +127,21 @@ class Estimator:
         elif runtime == "torch":
             self.runtime = _torch_runtime(model, weights, device, precision, threads)
         else:
-            source = default_onnx(model) if weights is None else weights
-            if is_onnx_path(source) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
-                self.runtime = open_runtime(runtime, {"model": Path(source), "xml": Path(source)}, device=device,
+            if weights is None and model in RTMW_SPECS:
+                weights = model  # RTMW: OpenMMLab's SDK zip, registry name = model name
+            if weights is None and runtime in ("onnxruntime", "openvino") and precision == "fp32":
+                source = default_onnx(model)  # the embedded ONNX, verified and validated when it was made
+                self.runtime = open_runtime(runtime, {"model": source, "xml": source}, device=device,
                                             threads=threads, input_size=self.spec.input_size)
+            elif is_pose_file(weights) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
+                found = pose_onnx(weights)  # .onnx / SDK .zip / registry name: size and normalisation checked
+                if found.model is not None and found.model != model:
+                    raise InputError(f"weights {weights!r} hold the model {found.model}; pass model={found.model!r}")
+                self.runtime = open_runtime(runtime, {"model": found.path, "xml": found.path}, device=device,
+                                            threads=threads, input_size=self.spec.input_size)
+                if found.input_size is not None and tuple(found.input_size) != tuple(self.spec.input_size):
+                    raise ModelFileError(f"{weights} declares {found.input_size[0]}x{found.input_size[1]} (WxH) "
+                                         f"crops but {model} takes {self.spec.input_size[0]}x{self.spec.input_size[1]}")
             else:
                 folder = cached_export(model, weights, runtime, precision, threads=threads, calib=calib,
                                        calib_images=calib_images)

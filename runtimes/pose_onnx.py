@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from dwpose_edge.errors import ModelFileError
+from dwpose_edge.onnx_file import check_onnx_file
 from dwpose_edge.sdk_pipeline import POSE, SdkPipeline
 from dwpose_edge.sdk_zip import open_sdk_zip
 from dwpose_edge.specs import BBOX_PADDING, MEAN_RGB, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, STD_RGB
@@ -25,7 +26,8 @@ from dwpose_edge.weights import REGISTRY, cached_sha256, resolve_weights
 
 @dataclass(frozen=True)
 class PoseOnnx:
-    """The ONNX file to run, its crop size (W, H) if declared or static, and the model name if the file says."""
+    """The ONNX file to run, its crop size (W, H) if declared or static, and the model the registry entry it
+    came from holds (None for a file path)."""
 
     path: Path
     input_size: tuple[int, int] | None
@@ -33,7 +35,9 @@ class PoseOnnx:
 
 
 def is_pose_file(weights: object) -> bool:
-    """True for a path ending in .onnx or .zip (a registry name is resolved by `pose_onnx`)."""
+    """True for what `pose_onnx` opens: a path ending in .onnx or .zip, or a registry name of such a file."""
+    if isinstance(weights, str) and weights in REGISTRY:
+        return REGISTRY[weights].kind in ("onnx", "zip")
     return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith((".onnx", ".zip"))
 
 
@@ -48,22 +52,24 @@ def pose_onnx(weights: str | os.PathLike, sha256: str | None = None) -> PoseOnnx
             raise ModelFileError(f"registry entry {weights!r} is a person detector, not a pose model: pass it as "
                                  "detector=")
         model = entry.model
-    path = resolve_weights(weights, sha256=sha256)
+        path = resolve_weights(weights, sha256=sha256)  # downloaded once, verified
+    else:  # a local file: its own checks below name what is wrong with it
+        path = resolve_weights(weights, sha256=sha256) if sha256 is not None else Path(weights)
     if path.suffix.lower() == ".zip":
         sdk = open_sdk_zip(path, cached_sha256(path))
         if sdk.pipeline.task != POSE:
             raise ModelFileError(f"{path} is an SDK {sdk.pipeline.task} model, not a pose model"
                                  + (": pass it as detector=" if sdk.pipeline.task == "detection" else ""))
         check_pose_pipeline(sdk.pipeline, os.fspath(path))
-        size = _check_graph(_load(sdk.onnx).graph, sdk.onnx, sdk.pipeline.input_size)
+        size = _check_graph(check_onnx_file(sdk.onnx).graph, sdk.onnx, sdk.pipeline.input_size)
         return PoseOnnx(sdk.onnx, size, model)
     if path.suffix.lower() != ".onnx":
         raise ModelFileError(f"{path}: a pose model file must be an .onnx or an OpenMMLab SDK .zip")
-    proto = _load(path)
+    proto = check_onnx_file(path)  # corrupt, empty, NaN weights, wrong number of inputs/outputs
     meta = {p.key: p.value for p in proto.metadata_props}
     check_metadata(meta, os.fspath(path))
     declared = _size_from_metadata(meta.get("dwpose_edge.input_size"), os.fspath(path))
-    return PoseOnnx(path, _check_graph(proto.graph, path, declared), model or meta.get("dwpose_edge.model"))
+    return PoseOnnx(path, _check_graph(proto.graph, path, declared), model)
 
 
 def check_pose_pipeline(p: SdkPipeline, source: str) -> None:
@@ -100,14 +106,6 @@ def _check_normalisation(mean, std, to_rgb: bool, source: str) -> None:
             f"{STD_RGB.tolist()} (mmpose's), so this model would see wrong inputs: not supported")
 
 
-def _load(path: Path) -> onnx.ModelProto:
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ModelFileError(f"{path} is not a valid ONNX model (truncated or corrupt?): {type(exc).__name__}: "
-                             f"{str(exc)[:200]}") from exc
-
-
 def _size_from_metadata(value: str | None, source: str) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -121,10 +119,7 @@ def _size_from_metadata(value: str | None, source: str) -> tuple[int, int] | Non
 def _check_graph(graph: onnx.GraphProto, path: Path, declared: tuple[int, int] | None) -> tuple[int, int] | None:
     """(W, H): the static input size, which must agree with `declared`; else `declared`. Also 133 keypoints."""
     init = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in init]
-    if len(inputs) != 1 or len(graph.output) != 2:
-        raise ModelFileError(f"{path} has {len(inputs)} inputs and {len(graph.output)} outputs; a SimCC pose "
-                             "model has one input and two outputs (simcc_x, simcc_y)")
+    inputs = [i for i in graph.input if i.name not in init]  # one, and two outputs: check_onnx_file saw to it
     dims = [d.dim_value or None for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4:
         raise ModelFileError(f"{path}: input has rank {len(dims)}, expected (N,3,H,W)")

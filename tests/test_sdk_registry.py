@@ -134,3 +134,21 @@ def test_pose_model_from_registry_name(server, tmp_path):
         pose_onnx("yolox-m-humanart")
     with pytest.raises(Exception, match="PyTorch checkpoint, not an ONNX file"):
         pose_onnx("dwpose-t")
+
+
+def test_estimator_from_rtmw_name(server, tmp_path, grace_hopper):
+    from dwpose_edge.errors import InputError
+    from dwpose_edge.estimator import Estimator
+
+    z = write_zip(tmp_path / "p.zip", sdk_files(default_onnx("dwpose-t"), pose_pipeline(), deploy("PoseDetector")))
+    server.routes[f"/m/{W.get_entry('rtmw-m-256x192').filename}"] = (z.read_bytes(), "ok")
+    est = Estimator(model="rtmw-m-256x192")  # weights: the model's registry zip, downloaded once
+    assert est.input_size == (192, 256) and len(server.requests) == 1
+    result = est(grace_hopper)
+    assert result.keypoints.shape == (1, 133, 2)
+    with pytest.raises(InputError, match="hold the model rtmw-m-256x192; pass model='rtmw-m-256x192'"):
+        Estimator(weights="rtmw-m-256x192")
+    for runtime, precision in (("torch", "fp32"), ("ncnn", "fp32"), ("onnxruntime", "fp16")):
+        with pytest.raises(InputError, match=f"runs from its ONNX file only.*got {runtime}/{precision}"):
+            Estimator(model="rtmw-m-256x192", runtime=runtime, precision=precision)
+    assert len(server.requests) == 1

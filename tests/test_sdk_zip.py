@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 from sdk_models import deploy, detection_pipeline, end2end_onnx, pose_pipeline, sdk_files, write_zip
+from shared_models import runtime_params
 
 from dwpose_edge import sdk_zip
 from dwpose_edge.embedded import default_onnx
@@ -178,7 +179,7 @@ def test_pipeline_parse_errors():
 
 def test_pose_zip_gives_the_keypoints_of_the_plain_onnx(pose_zip, grace_hopper):
     plain, zipped = pose_onnx(default_onnx("dwpose-t")), pose_onnx(pose_zip)
-    assert plain.input_size == zipped.input_size == (192, 256) and plain.model == "dwpose-t"
+    assert plain.input_size == zipped.input_size == (192, 256) and plain.model is zipped.model is None
     assert zipped.path.name == "end2end.onnx" and zipped.path.read_bytes() == default_onnx("dwpose-t").read_bytes()
     boxes = np.array([[0, 0, grace_hopper.shape[1], grace_hopper.shape[0]], [50, 40, 300, 500]], np.float32)
     crops, centers, scales = crop_boxes(grace_hopper, boxes, plain.input_size)
@@ -216,3 +217,43 @@ def test_rtmw_specs_run_from_onnx_only():
     assert pose_spec("dwpose-t") is get_spec("dwpose-t")
     with pytest.raises(InputError, match="rtmw-l-384x288 runs from its ONNX only"):
         get_spec("rtmw-l-384x288")
+
+
+@pytest.mark.parametrize("runtime", runtime_params(("onnxruntime", "openvino")))
+def test_estimator_on_the_pose_zip_equals_the_plain_onnx(pose_zip, grace_hopper, runtime):
+    from dwpose_edge.estimator import Estimator
+
+    boxes = np.array([[0, 0, grace_hopper.shape[1], grace_hopper.shape[0]], [50, 40, 300, 500]], np.float32)
+    plain = Estimator(weights=default_onnx("dwpose-t"), runtime=runtime, threads=1)(grace_hopper, boxes)
+    zipped = Estimator(weights=pose_zip, runtime=runtime, threads=1)(grace_hopper, boxes)
+    np.testing.assert_array_equal(plain.keypoints, zipped.keypoints)
+    np.testing.assert_array_equal(plain.scores, zipped.scores)
+    # an RTMW model name with a file: the crop size must agree with the spec (RTMW-l 384x288 takes 288x384 crops)
+    assert Estimator(model="rtmw-m-256x192", weights=str(pose_zip), runtime=runtime).input_size == (192, 256)
+    with pytest.raises(ModelFileError, match=r"model input is 192x256 \(WxH\) but 288x384 was expected"):
+        Estimator(model="rtmw-l-384x288", weights=pose_zip, runtime=runtime)
+
+
+def test_estimator_refuses_a_zip_with_other_normalisation(tmp_path):
+    from dwpose_edge.estimator import Estimator
+
+    z = write_zip(tmp_path / "bgr.zip", sdk_files(default_onnx("dwpose-t"), pose_pipeline(to_rgb=False),
+                                                  deploy("PoseDetector")))
+    with pytest.raises(ModelFileError, match="expects BGR crops"):
+        Estimator(weights=z)
+
+
+def test_estimator_checks_the_declared_size_of_a_dynamic_model(tmp_path):
+    import onnx
+
+    from dwpose_edge.estimator import Estimator
+
+    proto = onnx.load(str(default_onnx("dwpose-t")))
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"  # H, W dynamic: only pipeline.json says the size
+    onnx.save(proto, str(tmp_path / "dyn.onnx"))
+    z = write_zip(tmp_path / "dyn.zip", sdk_files(tmp_path / "dyn.onnx", pose_pipeline(size=(288, 384)),
+                                                  deploy("PoseDetector")))
+    assert pose_onnx(z).input_size == (288, 384)
+    with pytest.raises(ModelFileError, match="declares 288x384 \\(WxH\\) crops but rtmw-m-256x192 takes 192x256"):
+        Estimator(model="rtmw-m-256x192", weights=z)
