@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from .errors import InputError
 from .smoothing import OneEuroConfig
@@ -88,6 +89,4 @@ def run_track(est: Any, source: str | int, det_every: int = 10, smoothing: OneEu
 def _progress(src: Any, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=src.frame_count or None, desc=src.name, unit="frame", leave=False)

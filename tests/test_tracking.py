@@ -7,6 +7,7 @@ import pytest
 
 from dwpose_edge.errors import InputError
 from dwpose_edge.estimator import Estimator
+from dwpose_edge.result import PoseResult
 from dwpose_edge.smoothing import OneEuroConfig, OneEuroFilter
 from dwpose_edge.tracking import PoseTracker, box_iou, greedy_match, keypoint_box, same_pose
 from dwpose_edge.train.synth.clip import ClipDetector, render_clip, score_tracking
@@ -216,3 +217,16 @@ def test_vtest_with_hog_every_person_has_a_lasting_track(est):
     # measured: 4 tracks (HOG finds 2-4 of the pedestrians), median length 20 frames
     assert len(lengths) >= 2
     assert np.median(list(lengths.values())) >= 10
+
+
+def test_track_ids_travel_with_the_result():
+    k = np.zeros((2, 133, 2), np.float32)
+    s = np.full((2, 133), 0.9, np.float32)
+    boxes = np.float32([[0, 0, 10, 20], [5, 5, 30, 40]])
+    tracked = PoseResult(k, s, boxes, np.array([4, 11]))
+    assert tracked[1].track_ids.tolist() == [11] and tracked[-2].track_ids.tolist() == [4]
+    assert [e["track_id"] for e in tracked.to_coco(0)] == [4, 11]
+    assert [p["track_id"] for p in tracked.to_openpose((50, 50))["people"]] == [4, 11]
+    plain = PoseResult(k, s, boxes)
+    assert plain[0].track_ids is None
+    assert "track_id" not in plain.to_coco(0)[0] and "track_id" not in plain.to_openpose((50, 50))["people"][0]
