@@ -34,10 +34,12 @@ Detections = tuple[np.ndarray, np.ndarray]
 def keypoint_box(keypoints: np.ndarray, scores: np.ndarray, threshold: float, min_keypoints: int,
                  padding: float = BBOX_PADDING) -> np.ndarray | None:
     """x1,y1,x2,y2 around the keypoints scoring >= `threshold`, grown `padding` times about its centre
-    (mmpose's box of a pose); None when fewer than `min_keypoints` keypoints are that confident."""
-    good = keypoints[scores >= threshold]
-    if len(good) < max(min_keypoints, 1):
+    (mmpose's box of a pose); None when fewer than `min_keypoints` body and feet keypoints (0-22) are that
+    confident (a confident face or hand alone does not locate a person)."""
+    confident = scores >= threshold
+    if int(confident[:23].sum()) < max(min_keypoints, 1):
         return None
+    good = keypoints[confident]
     lo, hi = good.min(0), good.max(0)
     center, half = (lo + hi) / 2, (hi - lo) / 2 * padding
     return np.concatenate([center - half, center + half]).astype(np.float32)
@@ -109,8 +111,8 @@ class PoseTracker:
     path or any object with `detect(image) -> (boxes, scores)`). `det_every`: run the detector on frames
     0, N, 2N...; 1 = every frame. `iou_threshold`: a detection continues a track when it overlaps the
     track's predicted box (from keypoints, or from its last detection) this much. `keypoint_threshold` /
-    `min_keypoints`: a pose gives the next box when at least that many keypoints score that high, else the
-    box keeps moving at the person's speed. `max_missed`: detection rounds a shown track may go unmatched.
+    `min_keypoints`: a pose gives the next box when at least that many body keypoints score that high (and
+    its box is within half to twice the crop's height), else the box keeps moving at the person's speed. `max_missed`: detection rounds a shown track may go unmatched.
     `duplicate_tolerance`: two tracks whose body keypoints agree within this fraction of the box size are
     one person: the longer-lived one shows it, the other is hidden (an occluded person) and coasts at its
     speed until a detection brings it back, for at most `max_lost` frames (default: 2 detection rounds,
@@ -201,8 +203,8 @@ class PoseTracker:
     def _predict(self, trk: Track) -> None:
         """The next frame's box of a shown track: its keypoint box moved at its speed."""
         nxt = keypoint_box(trk.keypoints, trk.scores, self.keypoint_threshold, self.min_keypoints)
-        if nxt is None:  # too few confident keypoints: keep the box, moving
-            trk.coast()
+        if nxt is None or not 0.5 <= _height(nxt) / max(_height(trk.box), 1.0) <= 2.0:
+            trk.coast()  # too few confident keypoints, or a pose twice smaller/larger than its crop: keep the box
             return
         center = (nxt[:2] + nxt[2:]) / 2
         if trk.center is not None:
@@ -337,6 +339,10 @@ def _clip_boxes(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
     return out[(out[:, 2] - out[:, 0] >= 2) & (out[:, 3] - out[:, 1] >= 2)]
+
+
+def _height(box: np.ndarray) -> float:
+    return float(box[3] - box[1])
 
 
 def _inside(box: np.ndarray, w: int, h: int) -> bool:
