@@ -7,6 +7,11 @@ a MatMul keeps its name unless it produces a model output (then it takes the out
 `simcc_x`); the mapping also checks output tensor names. Those ops go into NNCF's ignored scope, and
 with them the whole GAU / MLP block they sit in (`BLOCKS`): NNCF also puts quantizers on the block's
 elementwise ops, which onnxruntime (Conv/MatMul only) and ncnn (no int8 elementwise) leave in fp32.
+
+`scope` says which ops NNCF may quantize at all (`SCOPES`): 'all' (every Convolution/MatMul, NNCF's
+default) or 'spatial' (dense convolutions with a kernel larger than 1x1 only: the 3x3 and 7x7 ones, where
+oneDNN's VNNI int8 kernels beat bf16 on this CPU; 1x1 convolutions, depthwise convolutions and the head's
+MatMuls gain nothing or lose in int8 here, see docs/int8/PROFILE.md).
 """
 from __future__ import annotations
 
@@ -26,6 +31,22 @@ QUANT_TYPES = ("Convolution", "GroupConvolution", "MatMul")
 # test dwpose-t: ignoring only the six sensitive head MatMuls left 93.6 % of held-out keypoints within
 # 2 px; ignoring these blocks (+ cls_x/cls_y) gives 97.6 %.
 BLOCKS = ("/head/gau/", "/head/mlp/")
+SCOPES = ("all", "spatial")
+
+
+def outside_scope(ov_model, scope: str) -> list[str]:
+    """Friendly names of the Convolution/GroupConvolution/MatMul ops `scope` leaves unquantized."""
+    if scope not in SCOPES:
+        raise ExportError(f"unknown OpenVINO int8 scope {scope!r}; choose one of {list(SCOPES)}")
+    if scope == "all":
+        return []
+    out = []
+    for op in ov_model.get_ordered_ops():
+        kind = op.get_type_name()
+        spatial = kind == "Convolution" and any(d > 1 for d in op.input(1).get_partial_shape().to_shape()[2:])
+        if kind in QUANT_TYPES and not spatial:
+            out.append(op.get_friendly_name())
+    return out
 
 
 def ov_names_for(ov_model, onnx_nodes: dict[str, list[str]]) -> dict[str, str]:
@@ -60,8 +81,9 @@ def ov_names_for(ov_model, onnx_nodes: dict[str, list[str]]) -> dict[str, str]:
 
 def quantize_openvino(fp32_onnx: str | os.PathLike, xml_out: str | os.PathLike, crops: np.ndarray,
                       fp_nodes: Iterable[str] = (), onnx_outputs: dict[str, list[str]] | None = None,
-                      preset: str = "MIXED", fast_bias_correction: bool = True) -> dict:
-    """Quantize the IR of `fp32_onnx` with NNCF on `crops`, write `xml_out` (+ .bin, fp32 where not int8)."""
+                      preset: str = "MIXED", fast_bias_correction: bool = True, scope: str = "all") -> dict:
+    """Quantize the IR of `fp32_onnx` with NNCF on `crops`, write `xml_out` (+ .bin, fp32 where not int8).
+    `fp_nodes`: ONNX nodes kept in floating point; `scope`: which op kinds may be quantized (`SCOPES`)."""
     os.environ.setdefault("CI", "true")  # NNCF/OpenVINO telemetry off in non-interactive runs
     ov = require("openvino", "dwpose-edge[openvino]")
     nncf = require("nncf", "dwpose-edge[export]")
@@ -75,17 +97,19 @@ def quantize_openvino(fp32_onnx: str | os.PathLike, xml_out: str | os.PathLike, 
     ignored = sorted(mapping[n] for n in fp_nodes)
     blocks = sorted({b for n in fp_nodes for b in BLOCKS if n.startswith(b)})
     patterns = [re.escape(b) + ".*" for b in blocks]
-    scope = nncf.IgnoredScope(names=ignored, patterns=patterns, validate=False) if ignored else None
+    unquantized = sorted(set(outside_scope(model, scope)) - set(ignored))
+    names = ignored + unquantized
+    ignored_scope = nncf.IgnoredScope(names=names, patterns=patterns, validate=False) if names else None
     dataset = nncf.Dataset([np.ascontiguousarray(crops[i:i + 1], np.float32) for i in range(len(crops))])
     try:
         quantized = nncf.quantize(model, dataset, preset=getattr(nncf.QuantizationPreset, preset),
                                   subset_size=len(crops), fast_bias_correction=fast_bias_correction,
-                                  ignored_scope=scope)
+                                  ignored_scope=ignored_scope)
     except Exception as exc:  # NNCF raises a variety of errors from its graph passes
         raise ExportError(f"NNCF quantisation failed: {type(exc).__name__}: {exc}") from exc
     xml_out.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, os.fspath(xml_out), compress_to_fp16=False)
     n_fq = sum(1 for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
     return {"method": "nncf.quantize", "preset": preset, "fast_bias_correction": fast_bias_correction,
-            "ignored_scope": {"names": ignored, "patterns": patterns}, "fake_quantize_ops": n_fq, "n_calib": int(len(crops)),
-            "nncf": getattr(nncf, "__version__", "")}
+            "scope": scope, "ignored_scope": {"names": ignored, "patterns": patterns, "outside_scope": len(unquantized)},
+            "fake_quantize_ops": n_fq, "n_calib": int(len(crops)), "nncf": getattr(nncf, "__version__", "")}

@@ -327,3 +327,40 @@ def test_onnxruntime_calibration_on_an_exact_multiple_of_the_chunk(tmp_path):
     crops = np.random.default_rng(0).standard_normal((32, 3, 256, 192)).astype(np.float32)
     info = quantize_onnxruntime(onnx, tmp_path / "int8.onnx", crops, batch=1, preprocess=False)
     assert (tmp_path / "int8.onnx").stat().st_size < 0.5 * onnx.stat().st_size and info["n_calib"] == 32
+
+
+def test_openvino_spatial_scope_quantizes_only_kxk_convolutions(tmp_path):
+    """scope='spatial': int8 only where VNNI kernels beat bf16 here (docs/int8/PROFILE.md), i.e. dense
+    convolutions with a kernel > 1x1; 1x1 and depthwise convolutions and the MatMuls stay floating point."""
+    ov = pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from dwpose_edge.embedded import default_onnx
+    from dwpose_edge.errors import ExportError
+    from dwpose_edge.export.int8_openvino import outside_scope, quantize_openvino
+
+    onnx = default_onnx("dwpose-t")
+    model = ov.convert_model(str(onnx))
+
+    def spatial(op):
+        return op.get_type_name() == "Convolution" and op.input(1).get_partial_shape().to_shape()[2:] != [1, 1]
+
+    arithmetic = [op for op in model.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution",
+                                                                                  "MatMul")]
+    left = set(outside_scope(model, "spatial"))
+    assert left == {op.get_friendly_name() for op in arithmetic if not spatial(op)}
+    assert {"GroupConvolution", "MatMul"} <= {op.get_type_name() for op in arithmetic if op.get_friendly_name() in left}
+    assert outside_scope(model, "all") == []
+    with pytest.raises(ExportError, match=r"unknown OpenVINO int8 scope 'fast'"):
+        outside_scope(model, "fast")
+
+    crops = np.random.default_rng(0).standard_normal((4, 3, 256, 192)).astype(np.float32)
+    info = quantize_openvino(onnx, tmp_path / "int8.xml", crops, scope="spatial")
+    q = ov.Core().read_model(str(tmp_path / "int8.xml"))
+    quantized = set()
+    for op in q.get_ordered_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+            fq = [op.input_value(i).get_node() for i in range(2)]
+            if any(n.get_type_name() == "FakeQuantize" for n in fq):
+                quantized.add(op.get_friendly_name())
+    assert quantized and quantized == {op.get_friendly_name() for op in arithmetic if spatial(op)}
+    assert info["scope"] == "spatial" and info["ignored_scope"]["outside_scope"] == len(left)
