@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from dwpose_edge.bench.crops import BenchCrops
+from dwpose_edge.evaluation.metric import evaluate_predictions
 
 FIELDS = (("keypoints", 0, 17), ("foot_kpts", 17, 23), ("face_kpts", 23, 91),
           ("lefthand_kpts", 91, 112), ("righthand_kpts", 112, 133))
@@ -21,8 +23,6 @@ def predictions(crops: BenchCrops, keypoints: np.ndarray, scores: np.ndarray) ->
 
 def ap_table(ann_file: str | os.PathLike, crops: BenchCrops, keypoints: np.ndarray, scores: np.ndarray) -> dict:
     """{part: AP} for body, foot, face, lefthand, righthand, wholebody on the crops' images."""
-    from dwpose_edge.evaluation.metric import evaluate_predictions
-
     res = evaluate_predictions(ann_file, predictions(crops, keypoints, scores),
                                image_ids=sorted(set(int(i) for i in crops.image_ids)))
     return {part: round(stats["AP"], 4) for part, stats in res.items()}

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from dwpose_edge.bench import QUICK
 from dwpose_edge.bench.report import from_pytest_benchmark, write_report
-from dwpose_edge.bench.runner import PRECISIONS, RUNTIMES, run_bench
+from dwpose_edge.bench.runner import PRECISIONS, QUICK, RUNTIMES, run_bench
 from dwpose_edge.errors import DwposeEdgeError
 from dwpose_edge.evaluation.backend import warn_without_evaluator
 

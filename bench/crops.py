@@ -14,6 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dwpose_edge.embedded import VAL_DESCRIPTION, embedded_val_set
+from dwpose_edge.errors import DataError
+from dwpose_edge.evaluation.annotations import load_wholebody_instances
+from dwpose_edge.preprocess import crop_boxes
+from dwpose_edge.train.synth import make_dataset
+from dwpose_edge.weights import cache_dir
+
 
 @dataclass(frozen=True)
 class DataSource:
@@ -28,8 +35,6 @@ class DataSource:
 def default_bench_data() -> DataSource:
     """The data the benchmark uses when none is given: the embedded generated validation set
     (362 persons with whole-body ground truth, shipped in the package, identical on every machine)."""
-    from dwpose_edge.embedded import VAL_DESCRIPTION, embedded_val_set
-
     ann, images = embedded_val_set()
     return DataSource(ann, images, VAL_DESCRIPTION, synthetic=True)
 
@@ -38,9 +43,6 @@ def default_calibration_data(n_images: int = 160, seed: int = 1) -> DataSource:
     """INT8 calibration images for the benchmark's int8 rows: the first images of the training data's
     procedural set (seed 1, ~390 persons, enough for the export's 256 calibration + 64 held-out crops),
     so the evaluated images (the embedded validation set, seed 2) never calibrate."""
-    from dwpose_edge.train.synth import make_dataset
-    from dwpose_edge.weights import cache_dir
-
     folder = cache_dir() / "bench_data" / f"calib_seed{seed}_n{n_images}"
     ann = folder / "annotations.json"
     if not ann.is_file():
@@ -99,15 +101,11 @@ def build_crops(ann_file: str | os.PathLike, image_dir: str | os.PathLike, input
 
     `max_persons` keeps the first `max_persons` persons only (quick runs).
     """
-    from dwpose_edge.evaluation.annotations import load_wholebody_instances
-
-    from dwpose_edge.preprocess import crop_boxes
-
     instances = load_wholebody_instances(ann_file, image_dir)
     if max_persons is not None:
         instances = instances[:max_persons]
     if not instances:
-        raise ValueError(f"{ann_file} has no usable person (non-crowd, with labelled body keypoints)")
+        raise DataError(f"{ann_file} has no usable person (non-crowd, with labelled body keypoints)")
     by_image: dict[str, list[dict]] = {}
     for inst in instances:
         by_image.setdefault(inst["image_path"], []).append(inst)
@@ -115,7 +113,7 @@ def build_crops(ann_file: str | os.PathLike, image_dir: str | os.PathLike, input
     for path, insts in by_image.items():
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
-            raise FileNotFoundError(f"cannot read image {path}")
+            raise DataError(f"cannot read image {path}")
         boxes = np.stack([i["bbox_xyxy"] for i in insts]).astype(np.float32)
         crops, centers, scales = crop_boxes(image, boxes, input_size)
         parts.append((crops, centers, scales, boxes, [i["image_id"] for i in insts], [i["ann_id"] for i in insts]))

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dwpose_edge.manifest import tool_versions
+
 PACKAGES = ("dwpose-edge", "numpy", "opencv-python-headless", "opencv-python", "torch", "onnx", "onnxruntime",
             "openvino", "nncf", "ncnn", "pnnx", "rtmlib", "xtcocotools", "pytest-benchmark", "matplotlib")
 
@@ -102,8 +104,6 @@ def cpu_flags() -> list[str]:
 
 
 def package_versions() -> dict[str, str]:
-    from dwpose_edge.manifest import tool_versions
-
     return tool_versions(PACKAGES)
 
 

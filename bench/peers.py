@@ -13,6 +13,7 @@ import os
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 from dwpose_edge.specs import MEAN_RGB, SIMCC_SPLIT_RATIO, STD_RGB
 
@@ -40,8 +41,6 @@ def rtmlib_pose(onnx_path: str | os.PathLike, input_size: tuple[int, int], threa
 
 def ort_loop_session(onnx_path: str | os.PathLike, threads: int | None = None):
     """An onnxruntime CPU session as a user creates it; default options except the intra-op thread count."""
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dwpose_edge.bench.derive import largest_batch
+
 MARKERS = {"torch": "o", "onnxruntime": "s", "openvino": "^", "ncnn": "D"}
 COLOURS = {"fp32": "#1f77b4", "fp16": "#ff7f0e", "int8": "#2ca02c"}
 SHORT = {"torch": "torch", "onnxruntime": "ORT", "openvino": "OV", "ncnn": "ncnn"}
@@ -19,8 +21,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def _points(report: dict, key: str) -> list[dict]:
-    from dwpose_edge.bench.derive import largest_batch
-
     pts = []
     for r in report["rows"]:
         ap = (r.get(key) or {}).get("wholebody")

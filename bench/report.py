@@ -7,6 +7,9 @@ import math
 import os
 from pathlib import Path
 
+from dwpose_edge.bench.plot import plot_accuracy_vs_latency
+from dwpose_edge.errors import InputError
+
 PARTS = ("wholebody", "body", "foot", "face", "lefthand", "righthand")
 
 
@@ -309,8 +312,6 @@ def write_report(report: dict, out_dir: str | os.PathLike, plot: bool = True) ->
         writer.writeheader()
         writer.writerows(rows)
     if "png" in paths:
-        from dwpose_edge.bench.plot import plot_accuracy_vs_latency
-
         plot_accuracy_vs_latency(report, paths["png"])
     paths["json"].write_text(json.dumps(report, indent=2, default=str))
     return paths
@@ -330,7 +331,7 @@ def from_pytest_benchmark(path: str | os.PathLike) -> dict:
     int8 = [dict(b["extra_info"], name=b["name"]) for b in doc.get("benchmarks", [])
             if "int8_ms_per_crop" in (b.get("extra_info") or {})]
     if not benches:
-        raise ValueError(f"{path} holds no dwpose-edge benchmark (run: pytest bench/ --benchmark-json {path})")
+        raise InputError(f"{path} holds no dwpose-edge benchmark (run: pytest bench/ --benchmark-json {path})")
     first = benches[0]["extra_info"]
     mi = doc.get("machine_info") or {}
     machine = dict(first.get("machine") or {})

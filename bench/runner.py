@@ -15,6 +15,7 @@ import datetime as _dt
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,15 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from dwpose_edge.bench.accuracy import ap_table, write_pseudo_gt
 from dwpose_edge.bench.coldstart import cold_start_table
-from dwpose_edge.bench.crops import (BenchCrops, DataSource, build_crops, default_bench_data,
-                                     default_calibration_data)
+from dwpose_edge.bench.crops import BenchCrops, DataSource, build_crops, default_bench_data, default_calibration_data
 from dwpose_edge.bench.derive import derive
-from dwpose_edge.bench.measure import cuda_info, machine_info
+from dwpose_edge.bench.measure import cuda_info, machine_info, summarize
+from dwpose_edge.bench.report import write_report
+from dwpose_edge.embedded import default_weights
+from dwpose_edge.errors import InputError, WeightsError
 from dwpose_edge.export.cache import cached_export
+from dwpose_edge.manifest import read_manifest
 from dwpose_edge.onnx_file import is_onnx_path
 from dwpose_edge.runtimes import precisions as table
+from dwpose_edge.specs import get_spec
 
 RUNTIMES = table.RUNTIMES
 PRECISIONS = table.PRECISIONS
@@ -46,6 +53,13 @@ RANDOM_NOTE = ("NO TRAINED WEIGHTS: the benchmark runs UNTRAINED seeded weights 
                "the plumbing works (max logit diff still shows the numeric error). Latency and memory are valid. "
                "Pass --weights <mmpose .pth | registry name | .onnx> for real accuracy.")
 WORKER_TIMEOUT_S = 3600
+
+
+# `dwpose-edge bench --quick`: ~2-3 minutes on 2 cores with a cold export cache, well under 1 with a warm one
+QUICK: dict[str, Any] = {"repeats": 5, "warmup": 2, "persons": (1, 4, 8, 16), "scaling_repeats": 3,
+                         "peer_rounds": 2, "max_persons": 16, "max_time_s": 2.0, "cold_repeats": 1,
+                         "skip_precisions": {"int8": "left out by --quick (a calibrated int8 export takes minutes per "
+                                                     "runtime); run without --quick, or --precisions int8"}}
 
 
 def _env() -> dict[str, str]:
@@ -73,8 +87,6 @@ def resolve_bench_weights(model: str, weights: Any) -> tuple[Any, str | None]:
     """(weights to use, note): the embedded default when there is one, else 'random' with the loud note."""
     if weights is not None:
         return weights, (RANDOM_NOTE if weights == "random" else None)
-    from dwpose_edge.embedded import default_weights
-    from dwpose_edge.errors import WeightsError
 
     try:
         return os.fspath(default_weights(model)), None
@@ -124,8 +136,6 @@ def ensure_export(model: str, weights: Any, runtime: str, precision: str, thread
 
 def _export_validation(model_dir: str, runtime: str, precision: str) -> dict:
     """The export's own check of this artifact (manifest.json), e.g. the int8 accuracy gate."""
-    from dwpose_edge.manifest import read_manifest
-
     return dict(read_manifest(model_dir).find(runtime, precision).validation)
 
 
@@ -179,17 +189,13 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
     peak RSS) of every fp32 row that ran; 0 = none.
     Returns the report dict (also written as report.json).
     """
-    from tqdm import tqdm
-
-    from dwpose_edge.specs import get_spec
-
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if (data_ann is None) != (data_images is None):
-        raise ValueError("give both data_ann and data_images, or neither (default bench data)")
+        raise InputError("give both data_ann and data_images, or neither (default bench data)")
     source = (default_bench_data() if data_ann is None else
               DataSource(Path(data_ann), Path(data_images), f"{os.path.basename(os.fspath(data_ann))}"))
     if report_busy := busy_note(threads):
@@ -310,10 +316,8 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
     derive(report, peer_persons)
     report["duration_s"] = round(time.perf_counter() - t_start, 1)
     report["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    from dwpose_edge.bench.report import write_report
 
     write_report(report, out, plot=plot)
-    import shutil
 
     shutil.rmtree(work, ignore_errors=True)
     return report
@@ -328,8 +332,6 @@ def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int,
     and the medians pool all calls, so a burst of load from other processes does not land on one alone.
     (One process for all three would be worse: an onnxruntime session's spinning threads slow the next.)
     """
-    from dwpose_edge.bench.measure import summarize
-
     if not enabled:
         return {"status": "skipped: peers disabled"}
     if _missing_packages("onnxruntime"):
@@ -338,7 +340,6 @@ def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int,
         model_dir = ensure_export(model, weights, "onnxruntime", "fp32", threads)
     except Exception as exc:  # noqa: BLE001
         return {"status": f"failed: export: {type(exc).__name__}: {exc}"}
-    from dwpose_edge.manifest import read_manifest
 
     onnx = model_dir / read_manifest(model_dir).find("onnxruntime", "fp32").files["model"]
     base = {"kind": "peer", "model": model, "model_dir": os.fspath(model_dir), "onnx": os.fspath(onnx),
@@ -372,8 +373,6 @@ def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int,
 
 def _score_rows(rows: list[dict], crops: BenchCrops, pseudo_gt: Path) -> None:
     """AP vs ground truth and vs the reference's keypoints for every row that ran."""
-    from dwpose_edge.bench.accuracy import ap_table, write_pseudo_gt
-
     ref = next((r for r in rows if r.get("reference") and r.get("status") == "ok"), None)
     if ref is not None:
         with np.load(ref["_kpts"]) as z:

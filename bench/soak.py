@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
+
+from dwpose_edge import Estimator
+from dwpose_edge.data import DATA_DIR
+from dwpose_edge.errors import InputError
 
 DEFAULT_BOUND_MB = 30.0
 RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
@@ -74,10 +80,6 @@ class SoakResult:
 
 def soak_inputs(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """A small cycle of (image, boxes) of different sizes and person counts (the bundled photos)."""
-    import cv2
-
-    from dwpose_edge.data import DATA_DIR
-
     rng = np.random.default_rng(seed)
     photos = [cv2.imread(str(DATA_DIR / n)) for n in ("grace_hopper.jpg", "astronaut.jpg")]
     out = []
@@ -94,8 +96,6 @@ def soak_inputs(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
 def soak_runtime(runtime: str, calls: int, make_estimator: Callable[[str], object], warmup: int = 50,
                  bound_mb: float = DEFAULT_BOUND_MB, error_every: int = 25) -> SoakResult:
     """`calls` Estimator calls on `runtime` after `warmup` ones; RSS before/after/peak."""
-    from dwpose_edge.errors import InputError
-
     est = make_estimator(runtime)
     inputs = soak_inputs()
     bad_box = np.array([[10, 10, 5, 5]], np.float32)
@@ -131,8 +131,6 @@ def soak_runtime(runtime: str, calls: int, make_estimator: Callable[[str], objec
 
 def random_estimator(model: str = "dwpose-t", weights: str = "random", threads: int = 1) -> Callable[[str], object]:
     def make(runtime: str):
-        from dwpose_edge import Estimator
-
         return Estimator(model, weights=weights, runtime=runtime, threads=threads)
     return make
 
@@ -177,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     results = soak(runtimes, args.calls, args.warmup, args.bound_mb,
                    random_estimator(args.model, args.weights, args.threads), log=lambda s: print(s, flush=True))
     if args.json:
-        import json
-
         with open(args.json, "w") as f:
             json.dump([asdict(r) | {"growth_mb": r.growth_mb, "ok": r.ok} for r in results], f, indent=2)
     bad = [r.runtime for r in results if not r.ok]

@@ -43,7 +43,8 @@ def setup():
     t = exp["trained"]
     data = from_coco(t["ann"], t["images"], (192, 256), **CALIB)
     crops = data.holdout.crops[:32]
-    ref = run_batched(Estimator("dwpose-t", weights=str(t["checkpoint"]), threads=THREADS).runtime.infer, crops)
+    ref = run_batched(Estimator("dwpose-t", weights=str(t["checkpoint"]), runtime="torch", threads=THREADS).runtime.infer,
+                      crops)
     return {"dir": exp["dir"], "crops": crops, "ref": ref, "manifest": exp["manifest"]}
 
 

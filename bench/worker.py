@@ -13,14 +13,20 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+
+from dwpose_edge.bench.crops import BenchCrops, scaling_scene
 from dwpose_edge.bench.measure import peak_rss_mb, precision_name, rss_mb, summarize, time_calls
+from dwpose_edge.bench.peers import compare_keypoints, ort_loop, ort_loop_session, rtmlib_pose
+from dwpose_edge.estimator import Estimator
+from dwpose_edge.export.validate import agreement
+from dwpose_edge.manifest import read_manifest
+from dwpose_edge.postprocess import decode_simcc
 
 
 def _model_mb(est, model_dir: str | None, runtime: str, precision: str) -> float:
     if model_dir:
-        from dwpose_edge.manifest import read_manifest
-
         artifact = read_manifest(model_dir).find(runtime, precision)
         return round(sum(p.stat().st_size for p in artifact.paths(Path(model_dir)).values()) / 1e6, 2)
     model = getattr(est.runtime, "model", None)
@@ -31,12 +37,6 @@ def _model_mb(est, model_dir: str | None, runtime: str, precision: str) -> float
 
 def run_row(job: dict) -> dict:
     """Load one runtime x precision, time it, and decode its keypoints on the shared crops."""
-    import cv2
-    from dwpose_edge.bench.crops import BenchCrops
-
-    from dwpose_edge.estimator import Estimator
-    from dwpose_edge.postprocess import decode_simcc
-
     crops = BenchCrops.load(job["crops"])
     rss_before = rss_mb()
     t0 = time.perf_counter()
@@ -54,8 +54,6 @@ def run_row(job: dict) -> dict:
         latency[f"b{b}"] = summarize(sec, per=b)
     scaling = {}
     if job.get("persons"):
-        from dwpose_edge.bench.crops import scaling_scene
-
         for persons in job["persons"]:
             path, boxes = scaling_scene(crops, persons)
             image = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -81,8 +79,6 @@ def run_row(job: dict) -> dict:
     if job.get("save_logits"):
         np.savez(job["save_logits"], simcc_x=simcc_x, simcc_y=simcc_y)
     if job.get("reference_logits"):
-        from dwpose_edge.export.validate import agreement
-
         with np.load(job["reference_logits"]) as ref:
             result["agreement"] = agreement((ref["simcc_x"], ref["simcc_y"]), (simcc_x, simcc_y)).as_dict()
     return result
@@ -92,18 +88,12 @@ def run_peer(job: dict) -> dict:
     """One implementation on the peers' image and boxes, in its own process: 'ours' (onnxruntime fp32 Estimator,
     batched; saves its keypoints), 'ours_openvino' (the same ONNX file on OpenVINO fp32), 'rtmlib' or
     'ort_loop' (all compared with the saved keypoints)."""
-    import cv2
-    from dwpose_edge.bench.crops import BenchCrops, scaling_scene
-    from dwpose_edge.bench.peers import compare_keypoints, ort_loop, ort_loop_session, rtmlib_pose
-
     crops = BenchCrops.load(job["crops"])
     path, boxes = scaling_scene(crops, job["peer_persons"])
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     name, onnx_path, persons = job["peer"], job["onnx"], len(boxes)
     result: dict = {"persons": persons, "image": os.path.basename(path), "onnx": os.path.basename(onnx_path)}
     if name == "ours":
-        from dwpose_edge.estimator import Estimator
-
         est = Estimator(model=job["model"], runtime="onnxruntime", precision="fp32", model_dir=job["model_dir"],
                         threads=job.get("threads"), batch_size=16)
         res = est(image, boxes)
@@ -114,8 +104,6 @@ def run_peer(job: dict) -> dict:
         with np.load(job["ours_keypoints"]) as z:
             ours_kp, ours_sc = z["keypoints"], z["scores"]
         if name == "ours_openvino":
-            from dwpose_edge.estimator import Estimator
-
             est = Estimator(model=job["model"], runtime="openvino", weights=onnx_path, threads=job.get("threads"),
                             batch_size=16)
             res = est(image, boxes)

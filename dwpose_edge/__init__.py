@@ -2,6 +2,8 @@
 from .errors import DwposeEdgeError
 from .estimator import Estimator
 from .result import PoseResult
+from .smoothing import OneEuroConfig
+from .tracking import PoseTracker
 from .version import __version__
 
-__all__ = ["Estimator", "PoseResult", "DwposeEdgeError", "__version__"]
+__all__ = ["Estimator", "PoseResult", "PoseTracker", "OneEuroConfig", "DwposeEdgeError", "__version__"]

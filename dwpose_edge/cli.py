@@ -5,12 +5,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 
 from .bench.cli import add_parser as add_bench_parser
 from .demo import run_demo
+from .detectors import detector_names
 from .errors import DwposeEdgeError
 from .estimator import Estimator
 from .evaluation.backend import load_backend, require_evaluator, warn_without_evaluator
@@ -19,6 +19,7 @@ from .export.pipeline import export_model
 from .predict import run_predict
 from .runtimes import precisions as table
 from .runtimes.base import require
+from .specs import MODEL_SPECS, RTMW_SPECS
 from .track_cli import add_track_args, run_tracking, wants_tracking
 from .train.synth_cli import add_parser as add_synth_parser
 
@@ -111,12 +112,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 PRECISION_HELP = "; ".join(f"{r}: {'/'.join(table.precisions_of(r))}" for r in table.RUNTIMES)
-MODEL_HELP = "model variant: dwpose-t, dwpose-s, dwpose-m, dwpose-l or dwpose-l-384 (default: %(default)s)"
+MODEL_HELP = (f"model variant: {', '.join(MODEL_SPECS)}; from ONNX / SDK zips only: {', '.join(RTMW_SPECS)} "
+              "(default: %(default)s)")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
-    p.add_argument("--weights", default=None, help="mmpose .pth path, registry name, or .onnx file")
+    p.add_argument("--weights", default=None, help="mmpose .pth path, .onnx file, OpenMMLab SDK .zip, or a registry "
+                                                   "name of one (default: the embedded model)")
     p.add_argument("--runtime", default="onnxruntime", choices=[*table.RUNTIMES, "auto"],
                    help="inference engine; auto: the fastest that passes its accuracy gate, measured once per "
                         "machine and cached (default: %(default)s)")
@@ -141,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="estimate whole-body keypoints on images or folders")
     p.add_argument("inputs", nargs="+", help="images, folders, videos")
     _add_model_args(p)
-    p.add_argument("--detector", default="none", help="none (whole image), hog, yolox, or a YOLOX-style .onnx")
+    p.add_argument("--detector", default="none",
+                   help=f"{', '.join(detector_names())}, a YOLOX-style .onnx, or an mmdeploy SDK detector .zip "
+                        "(none: the whole image is one person; default: %(default)s)")
     p.add_argument("--format", default="coco", choices=["coco", "openpose"],
                    help="JSON layout of --out: coco (133 keypoints) or openpose (ControlNet-style) "
                         "(default: %(default)s)")

@@ -7,6 +7,7 @@ offline, that is the only drawing and one line says how to get real-photo result
 """
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +20,7 @@ from .draw import draw
 from .embedded import EMBEDDED, embedded_meta, embedded_val_set
 from .errors import ChecksumError, WeightsError
 from .estimator import Estimator
+from .evaluation.annotations import load_wholebody_instances
 from .predict import read_image
 from .weights import cached_path, get_entry, resolve_weights
 
@@ -44,12 +46,17 @@ def run_demo(out: str | Path, weights: str = DEMO_WEIGHTS, sha256: Optional[str]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     get_entry(weights)  # an unknown name fails here, before any work
-    official, why = (None, "--offline given") if offline else fetch_official(weights, sha256)
+    if offline:
+        official, why = None, "--offline given"
+    elif importlib.util.find_spec("torch") is None:  # the official files are checkpoints: no fetch without torch
+        official, why = None, "the official weights are a PyTorch checkpoint: pip install 'dwpose-edge[torch]'"
+    else:
+        official, why = fetch_official(weights, sha256)
     written: list[Path] = []
     if official is not None:
         variant = get_entry(weights).model or model
         log(f"model: the official {variant} ({official.name}, sha256-verified, cached at {official})")
-        est = Estimator(model=variant, weights=str(official), flip_test=True)
+        est = Estimator(model=variant, weights=str(official), runtime="torch", flip_test=True)
         for name in PHOTOS:
             written.append(_draw_photo(est, DATA_DIR / name, out / f"{Path(name).stem}_pose.png", log))
     if model not in EMBEDDED:
@@ -81,8 +88,6 @@ def _draw_photo(est: Estimator, path: Path, dest: Path, log: Callable[[str], Non
 
 def _draw_validation(est: Estimator, out: Path, log: Callable[[str], None]) -> Path:
     """The generated validation image with the most people, on its ground-truth boxes."""
-    from .evaluation.annotations import load_wholebody_instances
-
     ann, images = embedded_val_set()
     per_image: dict[str, list[np.ndarray]] = {}
     for inst in load_wholebody_instances(ann, images):

@@ -14,6 +14,10 @@ class InputError(DwposeEdgeError, ValueError):
     """An image, box or array given to the package is unusable (shape, dtype, NaN, empty...)."""
 
 
+class DataError(DwposeEdgeError, OSError):
+    """A data file (annotations, an image of a data set) is missing, unreadable or unusable."""
+
+
 class WeightsError(DwposeEdgeError):
     """A checkpoint cannot be found, downloaded, verified or loaded into the model."""
 

@@ -13,12 +13,12 @@ from .errors import InputError, ModelFileError
 from .export.cache import cached_export
 from .export.validate import validate, validation_crops
 from .manifest import read_manifest, verified_paths
+from .onnx_file import is_onnx_path
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
 from .result import PoseResult
 from .runtimes import precisions
 from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
-from .onnx_file import is_onnx_path
 from .runtimes.pose_onnx import is_pose_file, pose_onnx
 from .specs import NUM_KEYPOINTS, RTMW_SPECS, pose_spec
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .specs import PARTS
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,6 @@ class PoseResult:
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(keypoints, scores) of one part: body, feet, face, left_hand or right_hand."""
         if name not in PARTS:
-            raise KeyError(f"unknown part {name!r}; choose one of {list(PARTS)}")
+            raise InputError(f"unknown part {name!r}; choose one of {list(PARTS)}")
         a, b = PARTS[name]
         return self.keypoints[:, a:b], self.scores[:, a:b]

@@ -70,7 +70,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from tqdm.auto import tqdm
 
-from .errors import ChecksumError, WeightsError
+from .errors import ChecksumError, InputError, WeightsError
 from .hashing import sha256_file
 
 __all__ = [
@@ -147,32 +147,32 @@ class WeightsEntry:
 
     def __post_init__(self) -> None:
         if self.source not in _SOURCES:
-            raise ValueError(f"{self.name}: source must be one of {_SOURCES}, got {self.source!r}")
+            raise InputError(f"{self.name}: source must be one of {_SOURCES}, got {self.source!r}")
         if self.kind not in _KINDS:
-            raise ValueError(f"{self.name}: kind must be one of {_KINDS}, got {self.kind!r}")
+            raise InputError(f"{self.name}: kind must be one of {_KINDS}, got {self.kind!r}")
         if not self.filename.endswith("." + self.kind):
-            raise ValueError(f"{self.name}: filename {self.filename!r} does not end with .{self.kind}")
+            raise InputError(f"{self.name}: filename {self.filename!r} does not end with .{self.kind}")
         if os.path.basename(self.filename) != self.filename:
-            raise ValueError(f"{self.name}: filename {self.filename!r} must be a bare file name")
+            raise InputError(f"{self.name}: filename {self.filename!r} must be a bare file name")
         if not self.url.endswith("/" + self.filename):
-            raise ValueError(f"{self.name}: url {self.url!r} does not end with /{self.filename}")
+            raise InputError(f"{self.name}: url {self.url!r} does not end with /{self.filename}")
         if self.model is not None and self.model not in _VARIANTS + _ONNX_VARIANTS:
-            raise ValueError(f"{self.name}: unknown model variant {self.model!r}; choose one of "
+            raise InputError(f"{self.name}: unknown model variant {self.model!r}; choose one of "
                              f"{_VARIANTS + _ONNX_VARIANTS}")
         if self.tofu:
             if self.sha256 is not None:
-                raise ValueError(f"{self.name}: a trust-on-first-use entry has no sha256; drop tofu=True to pin it")
+                raise InputError(f"{self.name}: a trust-on-first-use entry has no sha256; drop tofu=True to pin it")
             return
         if self.sha256 is None:
-            raise ValueError(f"{self.name}: sha256 is required (a full digest or the 8-hex prefix of an "
+            raise InputError(f"{self.name}: sha256 is required (a full digest or the 8-hex prefix of an "
                              "OpenMMLab filename); every registry file is verified (only an entry marked "
                              "tofu=True, for files without any published hash, is trusted on first use)")
         object.__setattr__(self, "sha256", _normalize_sha256(self.sha256, f"{self.name}: sha256"))
         in_name = sha256_from_filename(self.filename)
         if in_name is not None and not (self.sha256.startswith(in_name) or in_name.startswith(self.sha256)):
-            raise ValueError(f"{self.name}: sha256 {self.sha256} contradicts the {in_name} in the filename")
+            raise InputError(f"{self.name}: sha256 {self.sha256} contradicts the {in_name} in the filename")
         if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1):
-            raise ValueError(f"{self.name}: size must be a positive byte count or None, got {self.size!r}")
+            raise InputError(f"{self.name}: size must be a positive byte count or None, got {self.size!r}")
 
     @property
     def sha256_is_prefix(self) -> bool:

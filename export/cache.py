@@ -8,15 +8,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dwpose_edge.version import __version__
 from dwpose_edge.embedded import default_onnx, embedded_val_set
 from dwpose_edge.errors import ExportError
 from dwpose_edge.export.calibration import calibration_key
 from dwpose_edge.export.pipeline import export_model
 from dwpose_edge.hashing import sha256_file
 from dwpose_edge.manifest import MANIFEST
-from dwpose_edge.runtimes.base import require
 from dwpose_edge.onnx_file import is_onnx_path
+from dwpose_edge.runtimes.base import require
+from dwpose_edge.version import __version__
 from dwpose_edge.weights import cache_dir, resolve_weights
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import onnx
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
 from dwpose_edge.errors import ExportError
 
 
@@ -12,9 +15,6 @@ def convert_onnx_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
     On CPU EPs without fp16 kernels ORT inserts casts and runs slower than fp32; fp16 pays off on GPU EPs.
     """
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     try:
         proto = convert_float_to_float16(onnx.load(os.fspath(src)), keep_io_types=True)
     except Exception as exc:

@@ -1,20 +1,30 @@
 """One call from a checkpoint (or an official ONNX file) to every runtime, each validated before the manifest is written."""
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from dwpose_edge.embedded import embedded_val_set
 from dwpose_edge.errors import ExportError, InputError
+from dwpose_edge.export import to_ncnn
+from dwpose_edge.export.int8 import Int8Export, Int8Options
+from dwpose_edge.export.onnx_fp16 import convert_onnx_fp16
+from dwpose_edge.export.to_openvino import export_openvino
+from dwpose_edge.export.validate import validate, validation_crops
 from dwpose_edge.hashing import sha256_file
 from dwpose_edge.manifest import MANIFEST, Artifact, Manifest, write_manifest
-from dwpose_edge.export.validate import validate, validation_crops
-from dwpose_edge.specs import MEAN_RGB, STD_RGB, get_spec
+from dwpose_edge.onnx_file import check_onnx_file
 from dwpose_edge.runtimes import precisions as table
 from dwpose_edge.runtimes.base import open_runtime, require
+from dwpose_edge.specs import MEAN_RGB, STD_RGB, get_spec
 
 TARGETS = {"onnx": "onnxruntime", **{r: r for r in table.FILE_RUNTIMES}}
 PRECISIONS = table.DEFAULT_EXPORT_PRECISIONS  # "int8" (calibration data) and "bf16" (a bf16 CPU) on request
@@ -55,8 +65,6 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
             table.support(runtime, p)
             table.check_cpu_feature(runtime, p)
     if "int8" in precisions and calib is None:
-        from dwpose_edge.embedded import embedded_val_set
-
         calib, calib_images = embedded_val_set()
         log(f"int8: calibrating on the embedded generated validation set ({calib.parent}); for a model meant "
             "for real photos pass calib=<COCO-WholeBody json or image folder of your domain>")
@@ -74,10 +82,6 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
                   "input_layout": "NCHW", "outputs": ["simcc_x", "simcc_y"], "split_ratio": 2.0}
     t0 = time.perf_counter()
     if onnx_source:
-        import shutil
-
-        from dwpose_edge.onnx_file import check_onnx_file
-
         check_onnx_file(weights)
         if Path(weights).resolve() != fp32_onnx.resolve():
             shutil.copyfile(weights, fp32_onnx)
@@ -87,9 +91,10 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
         torch_model = None
     else:
         require("torch", "dwpose-edge[export]")  # a checkpoint is exported through torch; an ONNX source is not
-        from dwpose_edge.export.to_onnx import OPSET, export_onnx
+        from dwpose_edge.export.to_onnx import OPSET, export_onnx  # torch: only on this path
         from dwpose_edge.models import load_model
         from dwpose_edge.runtimes.torch_runtime import TorchRuntime
+
 
         torch_model = load_model(model, weights)
         reference = TorchRuntime(torch_model, threads=threads)
@@ -106,10 +111,6 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
             t1 = time.perf_counter()
             if precision == "int8":
                 if int8_job is None:
-                    from dataclasses import replace
-
-                    from dwpose_edge.export.int8 import Int8Export, Int8Options
-
                     opts = Int8Options.from_any(int8_options)
                     if allow_accuracy_loss:
                         opts = replace(opts, allow_accuracy_loss=True)
@@ -137,8 +138,6 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
     info["validation_crops"] = {"n": int(len(crops)), "sha256": _array_hash(crops),
                                 "what": "bundled photos (grace_hopper, astronaut): full, centred and seeded random boxes"}
     if int8_job is not None:
-        import shutil
-
         shutil.rmtree(out / ".int8-ncnn-fp32", ignore_errors=True)
         info["int8"] = int8_job.info()
     info["export_seconds"] = round(time.perf_counter() - t0, 1)
@@ -152,17 +151,12 @@ def _convert(runtime: str, precision: str, model: str, spec, out: Path, fp32_onn
     if runtime == "onnxruntime":
         if precision == "fp32":
             return {"model": fp32_onnx.name}
-        from dwpose_edge.export.onnx_fp16 import convert_onnx_fp16
 
         return {"model": convert_onnx_fp16(fp32_onnx, out / f"{stem}.onnx").name}
     if runtime == "openvino":
-        from dwpose_edge.export.to_openvino import export_openvino
-
         xml = export_openvino(fp32_onnx, out / f"{stem}.xml", precision)
         return {"xml": xml.name, "bin": xml.with_suffix(".bin").name}
     if runtime == "ncnn":
-        from dwpose_edge.export import to_ncnn
-
         if onnx_source:
             param, bin_ = to_ncnn.onnx_to_ncnn(fp32_onnx, out, precision=precision)
         else:
@@ -183,13 +177,9 @@ def _ncnn_fp32(model: str, spec, out: Path, fp32_onnx: Path, torch_model, onnx_s
 
 
 def _opset(path: Path) -> int:
-    import onnx
-
     return max((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
                 if o.domain in ("", "ai.onnx")), default=0)
 
 
 def _array_hash(a: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()

@@ -28,19 +28,28 @@ Run as a script:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
 import subprocess
 import tempfile
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
 
 from dwpose_edge.errors import ExportError, InputError, ModelFileError
+from dwpose_edge.export.validate import validate, validation_crops
+from dwpose_edge.onnx_file import check_onnx_file
 from dwpose_edge.runtimes.base import require
+from dwpose_edge.runtimes.io_names import input_size_from_shape
+from dwpose_edge.runtimes.ncnn_runtime import NcnnRuntime
+from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
 
 PRECISIONS = ("fp32", "fp16")
 RANDOM_CROPS = 2
@@ -124,8 +133,6 @@ def _set_input_shape(param: Path, input_size: tuple[int, int]) -> None:
 
 def _validation_crops(input_size: tuple[int, int]) -> np.ndarray:
     """The shared real-photo crops (grace_hopper, astronaut via crop_boxes) + seeded random normalized crops."""
-    from dwpose_edge.export.validate import validation_crops
-
     w, h = input_size
     rand = np.random.default_rng(1234).standard_normal((RANDOM_CROPS, 3, h, w)).astype(np.float32)
     return np.concatenate([validation_crops(input_size), rand])
@@ -133,9 +140,6 @@ def _validation_crops(input_size: tuple[int, int]) -> np.ndarray:
 
 def _validate(reference, param: Path, bin_: Path, input_size: tuple[int, int], precision: str, what: str,
               threads: int | None):
-    from dwpose_edge.export.validate import validate
-    from dwpose_edge.runtimes.ncnn_runtime import NcnnRuntime
-
     runtime = NcnnRuntime(param, bin_, input_size=input_size, threads=threads, precision=precision)
     agreement = validate(reference, runtime.infer, _validation_crops(input_size), precision, what)
     return agreement, runtime.output_blobs, runtime.input_blob
@@ -156,8 +160,6 @@ def _finish(param: Path, bin_: Path, out_dir: Path, stem: str, agreement, blobs:
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {}
     for name in ("ncnn", "pnnx", "torch", "onnx", "onnxruntime"):
         try:
@@ -182,8 +184,6 @@ def export_ncnn(model, out_dir: str | os.PathLike, precision: str = "fp32", *, t
     Returns `(param, bin)` paths (an NcnnFiles tuple with `.agreement` and `.info`). Raises ExportError when
     pnnx fails and ParityError when ncnn disagrees with torch beyond the precision's threshold.
     """
-    import copy
-
     import torch
 
     _check_precision(precision)
@@ -229,8 +229,6 @@ def export_ncnn(model, out_dir: str | os.PathLike, precision: str = "fp32", *, t
 
 
 def _const_values(graph) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.output:
@@ -243,8 +241,6 @@ def _const_values(graph) -> dict[str, np.ndarray]:
 
 
 def _shapes(proto) -> dict[str, list[int | None]]:
-    import onnx
-
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception:  # shape inference is advisory here
@@ -261,8 +257,6 @@ def _default_opset(proto) -> int:
 
 
 def _attr(node, name: str, default=None):
-    import onnx
-
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
@@ -282,9 +276,6 @@ def prepare_onnx_for_pnnx(proto, input_size: tuple[int, int]) -> tuple[Any, list
     opset 17, makes Split's `num_outputs` explicit, and adds the size-1 batch axis to single-axis
     ReduceSum. Every change keeps the ONNX semantics; `onnx_to_ncnn` re-checks with onnxruntime.
     """
-    import onnx
-    from onnx import helper, numpy_helper
-
     proto = onnx.ModelProto.FromString(proto.SerializeToString())
     graph = proto.graph
     notes: list[str] = []
@@ -420,7 +411,6 @@ def _onnx_input_size(proto, input_size: tuple[int, int] | None, source: str) -> 
     init_names = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in init_names]
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    from dwpose_edge.runtimes.io_names import input_size_from_shape
 
     return input_size_from_shape(dims, source, tuple(input_size) if input_size else None)
 
@@ -440,11 +430,6 @@ def onnx_to_ncnn(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, preci
     with onnxruntime, converted, and the ncnn model is validated against onnxruntime on the original file.
     `input_size` (W, H) is needed only when the file's H/W are dynamic; `name` defaults to the file's stem.
     """
-    import onnx
-
-    from dwpose_edge.onnx_file import check_onnx_file
-    from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
-
     _check_precision(precision)
     onnx_path = Path(onnx_path)
     proto = check_onnx_file(onnx_path)
@@ -472,8 +457,6 @@ def onnx_to_ncnn(onnx_path: str | os.PathLike, out_dir: str | os.PathLike, preci
 
 def _check_rewrite(reference, rewritten: Path, size: tuple[int, int]) -> None:
     """The rewritten file must compute what the original computes (onnxruntime, one random crop)."""
-    from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
-
     w, h = size
     x = np.random.default_rng(7).standard_normal((1, 3, h, w)).astype(np.float32)
     want = reference.infer(x)
@@ -511,7 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if not args.weights:
                 ap.error("--model needs --weights (a checkpoint, a registry name, or 'random')")
-            from dwpose_edge.models import load_model
+            from dwpose_edge.models import load_model  # torch: only for a checkpoint
 
             files = export_ncnn(load_model(args.model, args.weights), args.out, precision, threads=args.threads,
                                 name=args.name)

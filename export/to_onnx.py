@@ -7,13 +7,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 from dwpose_edge.errors import ExportError
+from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.specs import MEAN_RGB, STD_RGB
+from dwpose_edge.weights import resolve_weights
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -81,15 +82,12 @@ def _add_metadata(proto, model: nn.Module) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dwpose_edge.models import build_model, load_checkpoint
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="dwpose-t")
     ap.add_argument("--weights", required=True)
     ap.add_argument("--out", required=True, help="output .onnx path")
     ap.add_argument("--no-simplify", action="store_true")
     args = ap.parse_args(argv)
-    from dwpose_edge.weights import resolve_weights
 
     model = load_checkpoint(build_model(args.model), resolve_weights(args.weights))
     print(export_onnx(model, args.out, simplify=not args.no_simplify))

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from dwpose_edge.errors import ExportError, InputError
+from dwpose_edge.onnx_file import check_onnx_file
 from dwpose_edge.runtimes.base import require
 
 
@@ -17,7 +18,6 @@ def export_openvino(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, p
     ov = require("openvino", "dwpose-edge[openvino]")
     if precision not in ("fp32", "fp16"):
         raise InputError(f"OpenVINO IR precision must be fp32 or fp16 (int8 goes through NNCF), got {precision!r}")
-    from dwpose_edge.onnx_file import check_onnx_file
 
     check_onnx_file(onnx_path)
     xml_path = Path(xml_path)

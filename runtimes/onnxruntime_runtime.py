@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
+from dwpose_edge.onnx_file import check_onnx_file
 from dwpose_edge.runtimes.base import check_batch, require
 from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
 
@@ -24,7 +25,6 @@ class OnnxRuntime:
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
                  input_size: tuple[int, int] | None = None, precision: str = "fp32") -> None:
         ort = require("onnxruntime", "dwpose-edge")
-        from dwpose_edge.onnx_file import check_onnx_file
 
         check_onnx_file(path)
         device = device.lower()

@@ -7,7 +7,9 @@ import threading
 import numpy as np
 
 from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
+from dwpose_edge.onnx_file import check_onnx_file
 from dwpose_edge.runtimes.base import check_batch, require
+from dwpose_edge.runtimes.cpu_features import require_bf16
 from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
 
 # Our precision -> OpenVINO INFERENCE_PRECISION_HINT. Never leave it unset: CPUs with bf16 would default to it.
@@ -45,8 +47,6 @@ class OpenVinoRuntime:
             raise InputError(f"openvino precision must be one of {sorted(PRECISION_HINTS)}, got {precision!r}")
         path = os.fspath(path)
         if path.endswith(".onnx"):
-            from dwpose_edge.onnx_file import check_onnx_file
-
             check_onnx_file(path)
         else:
             check_ir_files(path)
@@ -55,7 +55,6 @@ class OpenVinoRuntime:
         if precision == "bf16":
             if not device.startswith("CPU"):
                 raise InputError(f"openvino bf16 runs on the CPU only here; got device={device!r}, use 'CPU'")
-            from dwpose_edge.runtimes.cpu_features import require_bf16
 
             require_bf16("openvino precision='bf16'")
         if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in core.available_devices} | {"AUTO", "MULTI", "HETERO"}:

@@ -144,7 +144,7 @@ def test_pytest_benchmark_json_to_report(cache, tmp_path):
 def test_cli_from_pytest_benchmark_rejects_foreign_json(tmp_path):
     import argparse
 
-    from dwpose_edge.bench_cli import add_parser
+    from dwpose_edge.bench.cli import add_parser
     from dwpose_edge.errors import DwposeEdgeError
 
     bad = tmp_path / "x.json"

@@ -155,7 +155,7 @@ def test_commands_that_only_lose_ap_say_so_up_front(tmp_path):
     """bench and int8 export still run without an evaluator; they name what is missing in one note first."""
     (tmp_path / "sitecustomize.py").write_text(BLOCKER)
     env = dict(os.environ, PYTHONPATH=str(tmp_path), DWPOSE_EDGE_TEST_BLOCK="xtcocotools,xthotcoco")
-    run = subprocess.run([sys.executable, "-c", "from dwpose_edge.cli import _warn_without_evaluator as w; "
+    run = subprocess.run([sys.executable, "-c", "from dwpose_edge.evaluation.backend import warn_without_evaluator as w; "
                           "w('no AP column')"], capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0 and run.stdout == ""
     assert run.stderr.startswith("dwpose-edge: note: COCO-WholeBody evaluation needs") and run.stderr.count("\n") == 1

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from dwpose_edge.errors import InputError
 from dwpose_edge.evaluation.metric import EVAL_PARTS as PARTS
 
 
@@ -25,11 +26,11 @@ def run_name(path: str | os.PathLike) -> str:
 def comparison_table(results: dict[str, dict[str, dict[str, float]]], baseline: str | None = None) -> str:
     """Markdown table of per-part AP for each named result (as `evaluate_estimator` returns them)."""
     if baseline is not None and baseline not in results:
-        raise ValueError(f"baseline {baseline!r} is not one of the runs {sorted(results)}")
+        raise InputError(f"baseline {baseline!r} is not one of the runs {sorted(results)}")
     for name, res in results.items():
         missing = [p for p in PARTS if p not in res]
         if missing:
-            raise ValueError(f"{name}: no {missing} in its results; is it a `dwpose-edge eval --out` file?")
+            raise InputError(f"{name}: no {missing} in its results; is it a `dwpose-edge eval --out` file?")
     head = ["run", *PARTS, "whole-body AP .5", "whole-body AR"]
     if baseline is not None:
         head.append(f"whole-body AP vs {baseline}")

@@ -16,7 +16,6 @@ function of (seed, epoch, index); the distributions are mmpose's, the streams ar
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dwpose_edge.errors import DataError, InputError
 from dwpose_edge.evaluation.annotations import PART_FIELDS, load_wholebody_instances  # noqa: F401 (re-exported)
 from dwpose_edge.specs import BBOX_PADDING, FLIP_INDICES, MEAN_RGB, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, STD_RGB
 
@@ -81,7 +81,7 @@ class AugConfig:
         """'rtmpose' (the configs' stage-1 pipeline), 'light' or 'none'."""
         presets = {"rtmpose": cls, "light": cls.light, "none": cls.none}
         if name not in presets:
-            raise ValueError(f"unknown augmentation preset {name!r}; choose one of {sorted(presets)}")
+            raise InputError(f"unknown augmentation preset {name!r}; choose one of {sorted(presets)}")
         return presets[name]()
 
     def replace(self, **changes: Any) -> AugConfig:
@@ -245,7 +245,7 @@ class WholeBodyDataset(Dataset):
         inst = self.instances[index]
         img = cv2.imread(inst["image_path"], cv2.IMREAD_COLOR)
         if img is None:
-            raise FileNotFoundError(f"cannot read image {inst['image_path']} (annotation {inst['ann_id']})")
+            raise DataError(f"cannot read image {inst['image_path']} (annotation {inst['ann_id']})")
         sample = self.transform(img, inst["bbox_xyxy"], inst["keypoints"], inst["visible"], self._rng(index))
         sample["image_id"] = inst["image_id"]
         sample["ann_id"] = inst["ann_id"]

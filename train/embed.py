@@ -25,10 +25,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
 
-import onnx
-
+from dwpose_edge import Estimator
+from dwpose_edge.embedded import embedded_val_set
+from dwpose_edge.evaluation.metric import evaluate_estimator
 from dwpose_edge.export.to_onnx import export_onnx
 from dwpose_edge.export.validate import validate, validation_crops
 from dwpose_edge.hashing import sha256_file
@@ -94,12 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.out:
         p.error("--out is required (the packed fp16 .pth)")
-    from dwpose_edge import Estimator
-    from dwpose_edge.embedded import embedded_val_set
-    from dwpose_edge.evaluation.metric import evaluate_estimator
 
     def ap(weights: str, ann: str | os.PathLike, images: str | os.PathLike) -> dict[str, float]:
-        res = evaluate_estimator(Estimator(args.model, weights=weights, threads=1), ann, images, progress=False)
+        res = evaluate_estimator(Estimator(args.model, weights=weights, runtime="torch", threads=1), ann, images,
+                                 progress=False)
         return {part: round(v["AP"], 4) for part, v in res.items()}
 
     provenance: dict[str, Any] = {"note": args.note} if args.note else {}

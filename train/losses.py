@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dwpose_edge.errors import InputError
 from dwpose_edge.specs import NUM_KEYPOINTS
 
 SIMCC_BETA = 10.0            # KLDiscretLoss(beta=10.) in every rtmpose/dwpose config; KDLoss receives it too
@@ -39,23 +40,23 @@ def distill_weight(epoch: int, max_epochs: int) -> float:
     (see `distill_weight_paper`).
     """
     if max_epochs <= 0:
-        raise ValueError(f"max_epochs must be positive, got {max_epochs}")
+        raise InputError(f"max_epochs must be positive, got {max_epochs}")
     if not 0 <= epoch < max_epochs:
-        raise ValueError(f"epoch must be in [0, {max_epochs}) (counted from 0), got {epoch}")
+        raise InputError(f"epoch must be in [0, {max_epochs}) (counted from 0), got {epoch}")
     return 1.0 - epoch / max_epochs
 
 
 def distill_weight_paper(t: int, t_max: int) -> float:
     """The paper's r(t) = 1 - (t - 1) / t_max, epochs t counted from 1 (Eq. 5). Equals distill_weight(t - 1)."""
     if not 1 <= t <= t_max:
-        raise ValueError(f"t must be in [1, {t_max}] (counted from 1), got {t}")
+        raise InputError(f"t must be in [1, {t_max}] (counted from 1), got {t}")
     return 1.0 - (t - 1) / t_max
 
 
 def _check_simcc(pred: SimCC, other: SimCC, what: str) -> None:
     for axis, (a, b) in zip("xy", zip(pred, other)):
         if a.shape != b.shape or a.ndim != 3:
-            raise ValueError(f"{what}: simcc_{axis} shapes must match as (N,K,L), got {tuple(a.shape)} "
+            raise InputError(f"{what}: simcc_{axis} shapes must match as (N,K,L), got {tuple(a.shape)} "
                              f"and {tuple(b.shape)}")
 
 
@@ -83,7 +84,7 @@ class KLDiscretLoss(nn.Module):
         n, k, _ = pred[0].shape
         if self.use_target_weight:
             if target_weight is None:
-                raise ValueError("KLDiscretLoss(use_target_weight=True) needs target_weight (N,K)")
+                raise InputError("KLDiscretLoss(use_target_weight=True) needs target_weight (N,K)")
             weight = target_weight.reshape(-1).to(pred[0].dtype)
         else:
             weight = 1.0
@@ -125,7 +126,7 @@ class FeatureLoss(nn.Module):
         out = self.align(feat_student) if self.align is not None else feat_student
         feat_teacher = feat_teacher.detach()
         if out.shape != feat_teacher.shape:
-            raise ValueError(f"FeatureLoss: aligned student feature {tuple(out.shape)} does not match the "
+            raise InputError(f"FeatureLoss: aligned student feature {tuple(out.shape)} does not match the "
                              f"teacher's {tuple(feat_teacher.shape)}; check student/teacher channels and input size")
         return F.mse_loss(out, feat_teacher, reduction="sum") / feat_teacher.shape[0] * self.alpha
 
@@ -152,7 +153,7 @@ class LogitLoss(nn.Module):
         _check_simcc(student, teacher, "LogitLoss")
         n, k, _ = student[0].shape
         if k != self.num_keypoints:
-            raise ValueError(f"LogitLoss(num_keypoints={self.num_keypoints}) got logits with {k} keypoints")
+            raise InputError(f"LogitLoss(num_keypoints={self.num_keypoints}) got logits with {k} keypoints")
         loss = student[0].new_zeros(())
         for s, t in zip(student, teacher):
             log_s = F.log_softmax(s.reshape(n * k, -1) * self.beta, dim=1)
@@ -186,7 +187,7 @@ class Stage1Loss(nn.Module):
         losses = {"loss_kpt": self.gt(student_logits, target, target_weight)}
         if self.feature is not None:
             if student_feat is None or teacher_feat is None:
-                raise ValueError("Stage1Loss with the feature loss needs student_feat and teacher_feat")
+                raise InputError("Stage1Loss with the feature loss needs student_feat and teacher_feat")
             losses["loss_fea"] = r * self.feature(student_feat, teacher_feat)
         if self.logit is not None:
             losses["loss_logit"] = r * self.logit(student_logits, teacher_logits)

@@ -17,14 +17,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
 
-from dwpose_edge.errors import DwposeEdgeError
+from dwpose_edge import Estimator, __version__
+from dwpose_edge.errors import DwposeEdgeError, RuntimeUnavailableError
+from dwpose_edge.evaluation.metric import evaluate_estimator
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
 from dwpose_edge.specs import NUM_KEYPOINTS, PARTS, SIMCC_SPLIT_RATIO
 from dwpose_edge.train.data import WORKER_CONTEXT, AugConfig, WholeBodyDataset
 from dwpose_edge.train.losses import (FEATURE_ALPHA_CODE, HeatmapDecoder, KLDiscretLoss, Stage1Loss, Stage2Loss,
-                                     heatmap_warmup_loss)
+                                      heatmap_warmup_loss)
 from dwpose_edge.train.schedule import ExpMomentumEMA, learning_rate, param_groups
 from dwpose_edge.train.sync_bn import convert_sync_bn
 
@@ -309,7 +312,7 @@ def train(cfg: TrainConfig) -> Path:
     rank, world, local_rank = _distributed()
     device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' asked for but torch.cuda.is_available() is False")
+        raise RuntimeUnavailableError("device='cuda' asked for but torch.cuda.is_available() is False: use device='cpu'")
     if keypoint_weights is not None:
         keypoint_weights = keypoint_weights.to(device)  # once, not per iteration
     torch.manual_seed(cfg.seed)
@@ -431,7 +434,6 @@ def train(cfg: TrainConfig) -> Path:
 def _progress(loader, total: int, desc: str, enabled: bool):
     if not enabled:
         return loader
-    from tqdm import tqdm
 
     return tqdm(loader, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
@@ -442,8 +444,6 @@ def _export_state(step: TrainStep, ema: ExpMomentumEMA | None) -> dict[str, torc
 
 
 def _meta(cfg: TrainConfig, epoch: int, it: int) -> dict[str, Any]:
-    from dwpose_edge import __version__
-
     return {"epoch": epoch, "iter": it, "stage": cfg.stage, "model": cfg.student, "dwpose_edge": __version__,
             "config": json.loads(json.dumps(asdict(cfg))), "dataset_meta": {"dataset_name": "coco_wholebody"}}
 
@@ -460,8 +460,5 @@ def _save(path: Path, cfg: TrainConfig, step: TrainStep, optimizer, ema, epoch: 
 
 def evaluate_weights(model: str, state: dict, ann: str, images: str) -> dict:
     """COCO-WholeBody AP of a state dict on GT boxes (torch runtime, no flip)."""
-    from dwpose_edge import Estimator
-    from dwpose_edge.evaluation.metric import evaluate_estimator
-
-    return evaluate_estimator(Estimator(model, weights=state), ann, images, progress=False)
+    return evaluate_estimator(Estimator(model, weights=state, runtime="torch"), ann, images, progress=False)
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from dwpose_edge.errors import RuntimeUnavailableError
+from dwpose_edge.errors import InputError, RuntimeUnavailableError
 
 BACKENDS = ("xtcocotools", "xthotcoco")
 INSTALL_HINT = 'pip install "dwpose-edge[eval]"'
@@ -52,7 +52,7 @@ def _import(name: str) -> CocoBackend:
         module = importlib.import_module("xthotcoco")
         coco, cocoeval = module.COCO, module.COCOeval
     else:
-        raise ValueError(f"unknown evaluator {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise InputError(f"unknown evaluator {name!r}; choose one of {', '.join(BACKENDS)}")
     try:
         version = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

@@ -30,9 +30,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from dwpose_edge.specs import NUM_KEYPOINTS
+from dwpose_edge.errors import DataError, InputError
 from dwpose_edge.preprocess import boxes_to_center_scale
+from dwpose_edge.specs import NUM_KEYPOINTS
 
 from .annotations import load_wholebody_instances
 from .backend import EvaluationUnavailable, load_backend
@@ -202,7 +204,7 @@ def evaluate_estimator(estimator: Callable[..., Any], ann_file: str | os.PathLik
     """
     load_backend(evaluator)
     if not use_gt_boxes and det_file is None:
-        raise ValueError("use_gt_boxes=False needs det_file= (COCO person detection results json)")
+        raise InputError("use_gt_boxes=False needs det_file= (COCO person detection results json)")
     with open(ann_file) as f:
         gt_json = json.load(f)
     images = {img["id"]: img for img in gt_json["images"]}
@@ -232,7 +234,6 @@ def evaluate_estimator(estimator: Callable[..., Any], ann_file: str | os.PathLik
 
     order = [i for i in image_ids if i in jobs]
     if progress:
-        from tqdm import tqdm
         order = tqdm(order, desc="evaluate", unit="img")
     predictions = []
     for image_id in order:
@@ -240,7 +241,7 @@ def evaluate_estimator(estimator: Callable[..., Any], ann_file: str | os.PathLik
         path = os.path.join(os.fspath(image_dir), images[image_id]["file_name"])
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
-            raise FileNotFoundError(f"cannot read image {path} (image id {image_id})")
+            raise DataError(f"cannot read image {path} (image id {image_id})")
         result = estimator(image, boxes)
         _, scales = boxes_to_center_scale(boxes, input_size)
         areas = scales[:, 0] * scales[:, 1]

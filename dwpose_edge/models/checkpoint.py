@@ -29,7 +29,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
+
+try:
+    from numpy._core.multiarray import _reconstruct, scalar
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct, scalar
 
 from ..errors import WeightsError
 
@@ -85,12 +91,6 @@ def _history_buffer_method(owner: Any, name: Any) -> str:
 
 def allowed_globals() -> list:
     """The safe_globals of `read_checkpoint`: (object, pickled name) pairs, nothing else."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct, scalar
     # Files written under numpy 1 (every mmpose/DWPose release: mmpose pins numpy<2) name
     # numpy.core.multiarray.*, files written under numpy 2 name numpy._core.multiarray.*; torch
     # matches globals by name, so both spellings are listed.

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dwpose_edge.errors import DataError, InputError
+
 from .scene import render_scene
 
 KEYPOINT_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -31,7 +33,7 @@ DIFFICULTIES = ("standard", "easy")
 
 def _checked(difficulty: str) -> str:
     if difficulty not in DIFFICULTIES:
-        raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {DIFFICULTIES}")
+        raise InputError(f"unknown difficulty {difficulty!r}; choose one of {DIFFICULTIES}")
     return difficulty
 
 
@@ -57,7 +59,7 @@ def _job(args: tuple[int, int, tuple[int, int], str, str]) -> tuple[int, int, in
     img, anns, quality = render_one(seed, index, size, difficulty)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise RuntimeError(f"JPEG encoding failed for image {index}")
+        raise DataError(f"JPEG encoding failed for image {index}")
     Path(folder, f"{index:06d}.jpg").write_bytes(buf.tobytes())
     return index, img.shape[1], img.shape[0], anns
 
@@ -80,7 +82,7 @@ def make_dataset(out_dir: str | os.PathLike, n_images: int, seed: int = 0,
     _checked(difficulty)  # before any folder is made
     size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(v) for v in image_size)
     if n_images < 1 or size[0] < 64 or size[1] < size[0]:
-        raise ValueError(f"need n_images >= 1 and 64 <= lo <= hi image size, got {n_images}, {size}")
+        raise InputError(f"need n_images >= 1 and 64 <= lo <= hi image size, got {n_images}, {size}")
     out = Path(out_dir)
     folder = out / "images"
     folder.mkdir(parents=True, exist_ok=True)
