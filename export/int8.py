@@ -49,6 +49,7 @@ class Int8Options:
     ort_preprocess: bool = True
     ncnn_method: str = "absmax"             # measured best here; "mse" and "kl" (ncnn2table default) too
     openvino_preset: str = "MIXED"
+    openvino_scope: str = "all"             # or "spatial": int8 only in kxk convolutions (int8_openvino.SCOPES)
     fixed_fp_layers: tuple[str, ...] | None = None  # skip the search: exactly these ONNX nodes stay fp32
 
     @classmethod
@@ -179,6 +180,7 @@ class Int8Export:
                               "in fp32 (int8 option max_fp_layers), calibrate on data closer to yours, or accept "
                               "the loss with allow_accuracy_loss=True (CLI --allow-accuracy-loss)")
         extra = {"fp_layers": fp_layers, "gate": gate.as_dict(), "accuracy_loss_allowed": bool(o.allow_accuracy_loss),
+                 "inference_precision": str(getattr(runner, "inference_precision", "")),
                  "selection": attempts, "quantization": quant_info,
                  "bundled_crops_not_gated": self._bundled_agreement(runner.infer)}
         validation = {**gate.agreement.as_dict(), "gate_passed": gate.passed}
@@ -259,7 +261,7 @@ class Int8Export:
 
             def build(fp):
                 info = quantize_openvino(self.fp32_onnx, xml, self.data.calib.crops, fp, outputs,
-                                         preset=o.openvino_preset)
+                                         preset=o.openvino_preset, scope=o.openvino_scope)
                 return OpenVinoRuntime(xml, threads=self.threads, input_size=self.input_size, precision="int8"), info
 
             return build, {"xml": xml.name, "bin": xml.with_suffix(".bin").name}, ranking, {}

@@ -9,7 +9,7 @@ import numpy as np
 from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
 from dwpose_edge.onnx_file import check_onnx_file
 from dwpose_edge.runtimes.base import check_batch, require
-from dwpose_edge.runtimes.cpu_features import require_bf16
+from dwpose_edge.runtimes.cpu_features import has_bf16, require_bf16
 from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
 
 # Our precision -> OpenVINO INFERENCE_PRECISION_HINT. Never leave it unset: CPUs with bf16 would default to it.
@@ -18,11 +18,18 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 
 
 def inference_precision(core, device: str, precision: str) -> str:
-    """The hint to use: f16 only where the device computes in f16 natively, else f32 (fp16 IR weights still load)."""
+    """The hint to use: f16 only where the device computes in f16 natively, else f32 (fp16 IR weights still load).
+
+    int8 runs its float layers (those kept out of int8 for accuracy or speed) in bf16 on CPUs with bf16: with
+    the 16 most sensitive layers of the embedded dwpose-t in float, f32 made the int8 model 2x slower than
+    fp32-with-bf16-hint; bf16 made it faster (docs/int8/PROFILE.md). The export's gate runs it this way too.
+    """
     hint = PRECISION_HINTS[precision]
     if hint == "f16":
         if "FP16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
             return "f32"
+    if precision == "int8" and device.startswith("CPU") and has_bf16():
+        return "bf16"
     return hint
 
 

@@ -364,3 +364,11 @@ def test_openvino_spatial_scope_quantizes_only_kxk_convolutions(tmp_path):
                 quantized.add(op.get_friendly_name())
     assert quantized and quantized == {op.get_friendly_name() for op in arithmetic if spatial(op)}
     assert info["scope"] == "spatial" and info["ignored_scope"]["outside_scope"] == len(left)
+
+    # its float layers run in bf16 where the CPU computes bf16 (faster, and what the export gate measures)
+    from dwpose_edge.runtimes.cpu_features import has_bf16
+    from dwpose_edge.runtimes.openvino_runtime import OpenVinoRuntime
+
+    rt = OpenVinoRuntime(tmp_path / "int8.xml", threads=1, precision="int8")
+    assert rt.compiled.get_property("INFERENCE_PRECISION_HINT") == (ov.Type.bf16 if has_bf16() else ov.Type.f32)
+    assert OpenVinoRuntime(onnx, threads=1).compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
