@@ -15,6 +15,7 @@ logits) plus allocator slack, while a leak of 3 KB per call already crosses it o
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import os
@@ -50,8 +51,6 @@ def release_free_memory() -> None:
     (otherwise memory freed earlier in the process hides new allocations, and a leak with it)."""
     gc.collect()
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: RSS then also holds the allocator's free lists
         pass

@@ -3,12 +3,15 @@ the conditioning canvas ControlNet's OpenPose/DWPose models were trained on (pix
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .errors import InputError
-from .result import PoseResult
+
+if TYPE_CHECKING:  # result.py calls into this module: the class is needed for annotations only
+    from .result import PoseResult
 
 # After inserting the neck at index 17 (134 points), these mmpose indices fill these OpenPose slots.
 MMPOSE_IDX = [17, 6, 8, 10, 7, 9, 12, 14, 16, 13, 15, 2, 1, 4, 3]

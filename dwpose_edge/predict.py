@@ -10,8 +10,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from .draw import draw
 from .errors import InputError
+from .openpose import draw_openpose
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -74,11 +77,6 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
     Output paths are checked before any work (InputError). A video that stops decoding part-way keeps the
     frames decoded so far, warns (RuntimeWarning) and is listed in summary["incomplete_videos"].
     """
-    from tqdm import tqdm
-
-    from .draw import draw
-    from .openpose import draw_openpose
-
     if fmt not in ("coco", "openpose"):
         raise InputError(f"format must be coco or openpose, got {fmt!r}")
     paths = collect_inputs(inputs)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .specs import PARTS
 from .errors import InputError
+from .openpose import to_openpose
+from .specs import PARTS
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,6 @@ class PoseResult:
 
     def to_openpose(self, canvas_size: tuple[int, int]) -> dict:
         """OpenPose/ControlNet JSON (see `dwpose_edge.openpose.to_openpose`); canvas_size is (H, W)."""
-        from .openpose import to_openpose
-
         return to_openpose(self, canvas_size)
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,11 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from dwpose_edge import Estimator, __version__
 from dwpose_edge.errors import DwposeEdgeError, RuntimeUnavailableError
 from dwpose_edge.evaluation.metric import evaluate_estimator
@@ -152,10 +157,6 @@ def _load_config(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
 def _parse_config(path: Path) -> dict[str, Any]:
     text = path.read_text()
     if path.suffix == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib  # type: ignore[no-redef]
         fmt, errors, parse = "TOML", (ValueError,), tomllib.loads
     elif path.suffix in (".yaml", ".yml"):
         import yaml
