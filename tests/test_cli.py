@@ -160,3 +160,34 @@ def test_commands_that_only_lose_ap_say_so_up_front(tmp_path):
     assert run.returncode == 0 and run.stdout == ""
     assert run.stderr.startswith("dwpose-edge: note: COCO-WholeBody evaluation needs") and run.stderr.count("\n") == 1
     assert run.stderr.rstrip().endswith('pip install "dwpose-edge[eval]"; until then no AP column')
+
+
+@pytest.mark.parametrize("options, needle", [
+    (["--lr", "-1"], "training option lr must be > 0, got -1.0"),
+    (["--epochs", "0"], "training option epochs must be > 0, got 0"),
+    (["--batch-size", "-4"], "training option batch_size must be > 0, got -4"),
+    (["--num-workers", "-1"], "training option num_workers must be >= 0, got -1"),
+    (["--lr", "nan"], "training option lr must be a finite number, got nan"),
+    (["--student", "dwpose-q"], "unknown model 'dwpose-q'"),
+])
+def test_bad_training_options_give_one_line_errors(tmp_path, options, needle):
+    """Checked before any model is built or data read: nothing is written under --work-dir."""
+    run = _run_cli(tmp_path, ["train", "plain", "--ann", VAL_ANN, "--images", VAL_IMAGES,
+                              "--work-dir", str(tmp_path / "run"), *options])
+    _assert_one_line_error(run, needle)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("lr = -0.5\n", "training option lr must be > 0"),
+    ("weight_decay = -0.1\n", "training option weight_decay must be >= 0, got -0.1"),
+    ("epochs = 'many'\n", "training option epochs must be int | None, got 'many'"),
+    ("epochs = [\n", "is not valid TOML"),
+    ("base = 'missing.toml'\n", "missing.toml not found (base of"),
+])
+def test_bad_config_files_give_one_line_errors(tmp_path, text, needle):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    run = _run_cli(tmp_path, ["train", "plain", "--config", str(config), "--ann", VAL_ANN, "--images", VAL_IMAGES,
+                              "--work-dir", str(tmp_path / "run")])
+    _assert_one_line_error(run, needle)

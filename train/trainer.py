@@ -7,6 +7,7 @@ batch norm synchronised across processes. Checkpoints are mmpose-format (`meta` 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -25,11 +26,11 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 from dwpose_edge import Estimator, __version__
-from dwpose_edge.errors import DwposeEdgeError, RuntimeUnavailableError
+from dwpose_edge.errors import DwposeEdgeError, InputError, RuntimeUnavailableError
 from dwpose_edge.evaluation.metric import evaluate_estimator
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.models.rtmcc_head import RTMCCHead
-from dwpose_edge.specs import NUM_KEYPOINTS, PARTS, SIMCC_SPLIT_RATIO
+from dwpose_edge.specs import NUM_KEYPOINTS, PARTS, SIMCC_SPLIT_RATIO, get_spec
 from dwpose_edge.train.data import WORKER_CONTEXT, AugConfig, WholeBodyDataset
 from dwpose_edge.train.losses import (FEATURE_ALPHA_CODE, HeatmapDecoder, KLDiscretLoss, Stage1Loss, Stage2Loss,
                                       heatmap_warmup_loss)
@@ -67,6 +68,26 @@ def _check_type(name: str, annotation: str, value: Any) -> Any:
     if isinstance(value, _SCALARS[kind]) and not (isinstance(value, bool) and kind != "bool"):
         return value
     raise TrainConfigError(f"training option {name} must be {annotation}, got {value!r} ({type(value).__name__})")
+
+
+# numeric options and the values they allow (None = the option's default where the field allows None)
+POSITIVE = frozenset({"epochs", "batch_size", "lr", "val_interval", "max_iters_per_epoch", "clip_grad", "sigma_scale",
+                      "cls_init_scale"})
+NON_NEGATIVE = frozenset({"weight_decay", "warmup_iters", "alpha", "logit_weight", "num_workers", "heatmap_warmup",
+                          "heatmap_warmup_iters", "aug_switch_epoch", "seed"})
+
+
+def _check_range(name: str, value: Any) -> None:
+    """One-line TrainConfigError for a numeric option out of its range (a negative learning rate would otherwise
+    surface as a traceback from deep inside the optimizer)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise TrainConfigError(f"training option {name} must be a finite number, got {value!r}")
+    if name in POSITIVE and value <= 0:
+        raise TrainConfigError(f"training option {name} must be > 0, got {value!r}")
+    if name in NON_NEGATIVE and value < 0:
+        raise TrainConfigError(f"training option {name} must be >= 0, got {value!r}")
 
 
 @dataclass
@@ -125,7 +146,18 @@ class TrainConfig:
         unknown = sorted(set(d) - set(types))
         if unknown:
             raise TrainConfigError(f"unknown training options {unknown}; valid: {sorted(types)}")
-        return cls(**{k: _check_type(k, types[k], v) for k, v in d.items()})
+        values = {k: _check_type(k, types[k], v) for k, v in d.items()}
+        for name, value in values.items():
+            _check_range(name, value)
+        if values.get("stage", "stage1") not in STAGES:
+            raise TrainConfigError(f"training stage must be one of {list(STAGES)}, got {values['stage']!r}")
+        for role in ("student", "teacher"):
+            if values.get(role) is not None:
+                try:
+                    get_spec(values[role])
+                except InputError as exc:
+                    raise TrainConfigError(f"{role}: {exc}") from None
+        return cls(**values)
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
