@@ -65,3 +65,44 @@ def derive(report: dict, peer_persons: int) -> None:
             rgb = rtm.get("agreement_rgb_input") or {}
             goal["rtmlib_rgb_within_1px"] = rgb.get("within_1px")
         report.setdefault("goal", {})[model] = goal
+        report.setdefault("goal_accurate", {})[model] = accurate_goal(rows, peers, rtm_ms, peer_persons)
+
+
+ACCURATE_RATIO, ACCURATE_WITHIN_2PX = 2.0, 0.95
+
+
+def accurate_goal(rows: list[dict], peers: dict, rtm_ms: float | None, persons: int) -> dict:
+    """Issue #19's line: our fastest implementation whose keypoints stay >= 95% within 2 crop px of the fp32
+    reference on the export's real-photo validation crops, end to end per person against rtmlib, both timed in
+    the same alternating peer rounds."""
+    goal: dict = {"target": f">= {ACCURATE_RATIO:g}x rtmlib end-to-end per person with >= "
+                            f"{ACCURATE_WITHIN_2PX:.0%} of keypoints within 2 crop px of fp32 (real photos)",
+                  "persons": persons}
+    named = {"ours": ("onnxruntime", "fp32"), "ours_openvino": ("openvino", "fp32"),
+             "ours_openvino_bf16": ("openvino", "bf16"), "ours_torch_bf16": ("torch", "bf16")}
+    candidates = {"ours": peers.get("ours") or {}, **{k: v for k, v in (peers.get("peers") or {}).items()
+                                                      if k in named}}
+    timed = {}
+    for name, peer in candidates.items():
+        ms = (peer.get("per_person") or {}).get("median_ms")
+        if peer.get("status", "ok") != "ok" or not ms:
+            continue
+        runtime, precision = named[name]
+        row = next((r for r in rows if r["runtime"] == runtime and r["precision"] == precision), None)
+        checked = (row or {}).get("export_validation") or (row or {}).get("open_validation") or {}
+        within = checked.get("within_2px")
+        if precision == "fp32" and within is None:
+            within = 1.0  # fp32 files: the export gate already held them to >= 99.5% within 1 px
+        if within is not None and within >= ACCURATE_WITHIN_2PX:
+            timed[f"{runtime} {precision}"] = (ms, within)
+    if not rtm_ms:
+        goal["status"] = "not measured: rtmlib did not run"
+    elif not timed:
+        goal["status"] = "not measured: none of ours ran in the peer rounds with a known accuracy"
+    else:
+        best = min(timed, key=lambda k: timed[k][0])
+        ms, within = timed[best]
+        ratio = rtm_ms / ms
+        goal.update(best=best, best_ms_per_person=ms, within_2px=within, rtmlib_ms_per_person=rtm_ms,
+                    ratio=round(ratio, 2), status="met" if ratio >= ACCURATE_RATIO else "NOT met")
+    return goal

@@ -180,9 +180,11 @@ def _peers_md(report: dict, model: str) -> list[str]:
             rows.append([name, peer["status"], "-", "-", "-", "-"])
             continue
         pp = peer["per_person"]
-        if name == "ours_openvino":
+        if name in ("ours_openvino", "ours_openvino_bf16", "ours_torch_bf16"):
             a = peer["agreement"]
-            rows.append(["dwpose_edge Estimator (OpenVINO fp32 on the same ONNX, batched)",
+            label = {"ours_openvino": "OpenVINO fp32", "ours_openvino_bf16": "OpenVINO bf16",
+                     "ours_torch_bf16": "torch bf16"}[name]
+            rows.append([f"dwpose_edge Estimator ({label} on the same weights, batched)",
                          f"{pp['median_ms']:.2f} ±{pp['iqr_ms']:.2f}", f"{pp['median_ms'] / ours:.2f}x",
                          f"{a['mean_px_error']:.3f}", _pct(a["within_1px"]), f"{a['mean_abs_score_diff']:.4f}"])
         elif name == "rtmlib":
@@ -213,6 +215,16 @@ def _peers_md(report: dict, model: str) -> list[str]:
                          f"same keypoints for {_pct(goal.get('rtmlib_rgb_within_1px'))} within 1 px.")
         else:
             lines.append(f"**Goal** {goal['target']}: {goal['status']}")
+    accurate = (report.get("goal_accurate") or {}).get(model)
+    if accurate:
+        lines.append("")
+        if "ratio" in accurate:
+            lines.append(f"**Goal** {accurate['target']}: fastest such implementation **{accurate['best']}** "
+                         f"({_pct(accurate['within_2px'])} within 2 px) {accurate['best_ms_per_person']:.2f} "
+                         f"ms/person vs rtmlib {accurate['rtmlib_ms_per_person']:.2f} -> "
+                         f"**{accurate['ratio']:.2f}x ({accurate['status']})**.")
+        else:
+            lines.append(f"**Goal** {accurate['target']}: {accurate['status']}")
     lines += ["", "rtmlib 0.0.16 diverges from mmpose in two known ways: it normalizes the BGR frame with RGB "
               "mean/std (BGR fed as RGB: keypoints move), and scores a keypoint with the mean of the x/y maxima "
               "(mmpose: the min), hence the score difference even when fed RGB."]

@@ -222,7 +222,7 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
                       "accuracy pass); 'before load' = RSS after imports",
             "cold_start": "a fresh `python -c` per run: import dwpose_edge, Estimator(...) on the row's export "
                           "folder (torch: the weights), first keypoints of one person; medians over interleaved "
-                          "runs; total = from process launch, interpreter start included; peak RSS = ru_maxrss",
+                          "runs; total = from process launch, interpreter start included; peak RSS = VmHWM (the child's own)",
             "agreement": "argmax keypoints vs the reference on the same crops, in crop (model input) pixels",
             "ap_vs_reference": "COCO-WholeBody AP with the reference's keypoints as ground truth (all 133 "
                                "labelled, area = box area)",
@@ -325,8 +325,8 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
 
 def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int, repeats: int, persons: int,
            enabled: bool, max_time_s: float | None, rounds: int = 2) -> dict:
-    """Ours (onnxruntime fp32, batched; OpenVINO fp32 too when installed), rtmlib and a plain onnxruntime loop:
-    own process each, same ONNX file.
+    """Ours (onnxruntime fp32, batched; OpenVINO fp32, and bf16 on a bf16 CPU, when installed), rtmlib and a plain
+    onnxruntime loop: own process each, same weights (the same ONNX file but for the bf16 export of it).
 
     They run in `rounds` alternating rounds (ours, ours on OpenVINO, rtmlib, loop, ours, ...) of `repeats` calls each
     and the medians pool all calls, so a burst of load from other processes does not land on one alone.
@@ -346,9 +346,24 @@ def _peers(model: str, weights: Any, crops_path: Path, work: Path, threads: int,
             "threads": threads, "crops": os.fspath(crops_path), "repeats": max(3, -(-repeats // rounds)),
             "peer_persons": persons, "max_time_s": max_time_s,
             "ours_keypoints": os.fspath(work / f"{model}_peer_ours.npz")}
-    runs: dict[str, list[dict]] = {"ours": [], "ours_openvino": [], "rtmlib": [], "ort_loop": []}
+    runs: dict[str, list[dict]] = {"ours": [], "ours_openvino": [], "ours_openvino_bf16": [], "ours_torch_bf16": [],
+                                   "rtmlib": [], "ort_loop": []}
+    if _missing_packages("torch") or is_onnx_path(weights):
+        runs["ours_torch_bf16"] = [{"status": "skipped: torch not installed or ONNX weights"}]
+    elif why := table.cpu_feature_missing("torch", "bf16"):
+        runs["ours_torch_bf16"] = [{"status": f"skipped: {why}"}]
+    else:
+        base["weights"] = None if weights is None else os.fspath(weights)
     if _missing_packages("openvino"):
         runs["ours_openvino"] = [{"status": "skipped: openvino not installed (pip install 'dwpose-edge[openvino]')"}]
+        runs["ours_openvino_bf16"] = list(runs["ours_openvino"])
+    elif why := table.cpu_feature_missing("openvino", "bf16"):
+        runs["ours_openvino_bf16"] = [{"status": f"skipped: {why}"}]
+    else:
+        try:  # the bf16 export is gated against fp32 like any other: its figures are in the bf16 row
+            base["bf16_dir"] = os.fspath(ensure_export(model, weights, "openvino", "bf16", threads))
+        except Exception as exc:  # noqa: BLE001 - a failed bf16 export fails this peer only
+            runs["ours_openvino_bf16"] = [{"status": f"failed: export: {type(exc).__name__}: {exc}"}]
     for r in range(max(1, rounds)):
         for name in runs:
             if runs[name] and runs[name][0].get("status") != "ok":  # skipped or failed: not rerun

@@ -73,6 +73,8 @@ def run_row(job: dict) -> dict:
     result = {"load_ms": round(load_ms, 1), "rss_before_load_mb": rss_before, "rss_loaded_mb": rss_loaded,
               "peak_rss_mb": peak, "latency": latency, "scaling": scaling,
               "model_mb": _model_mb(est, job.get("model_dir"), job["runtime"], job["precision"])}
+    if getattr(est.runtime, "validation", None):  # gated on open (torch bf16): the figures on the real photos
+        result["open_validation"] = est.runtime.validation
     ip = getattr(est.runtime, "inference_precision", None)
     if ip is not None:
         result["inference_precision"] = precision_name(ip)
@@ -86,7 +88,8 @@ def run_row(job: dict) -> dict:
 
 def run_peer(job: dict) -> dict:
     """One implementation on the peers' image and boxes, in its own process: 'ours' (onnxruntime fp32 Estimator,
-    batched; saves its keypoints), 'ours_openvino' (the same ONNX file on OpenVINO fp32), 'rtmlib' or
+    batched; saves its keypoints), 'ours_openvino' (the same ONNX file on OpenVINO fp32), 'ours_openvino_bf16' /
+    'ours_torch_bf16' (the same weights in bf16, gated), 'rtmlib' or
     'ort_loop' (all compared with the saved keypoints)."""
     crops = BenchCrops.load(job["crops"])
     path, boxes = scaling_scene(crops, job["peer_persons"])
@@ -103,12 +106,25 @@ def run_peer(job: dict) -> dict:
     else:
         with np.load(job["ours_keypoints"]) as z:
             ours_kp, ours_sc = z["keypoints"], z["scores"]
-        if name == "ours_openvino":
-            est = Estimator(model=job["model"], runtime="openvino", weights=onnx_path, threads=job.get("threads"),
-                            batch_size=16)
+        if name == "ours_torch_bf16":
+            est = Estimator(model=job["model"], runtime="torch", precision="bf16", weights=job["weights"],
+                            threads=job.get("threads"), batch_size=16)
             res = est(image, boxes)
-            result.update(what="dwpose_edge Estimator, OpenVINO fp32 on the same ONNX file, batch_size 16",
-                          threads=job.get("threads"),
+            result.update(what="dwpose_edge Estimator, torch bf16 autocast on the same weights (gated on open), "
+                               "batch_size 16", threads=job.get("threads"),
+                          agreement=compare_keypoints(ours_kp, ours_sc, res.keypoints, res.scores))
+            fn = lambda: est(image, boxes)  # noqa: E731
+        elif name in ("ours_openvino", "ours_openvino_bf16"):
+            if name == "ours_openvino":
+                est = Estimator(model=job["model"], runtime="openvino", weights=onnx_path,
+                                threads=job.get("threads"), batch_size=16)
+                what = "dwpose_edge Estimator, OpenVINO fp32 on the same ONNX file, batch_size 16"
+            else:
+                est = Estimator(model=job["model"], runtime="openvino", precision="bf16", model_dir=job["bf16_dir"],
+                                threads=job.get("threads"), batch_size=16)
+                what = "dwpose_edge Estimator, OpenVINO bf16 hint on the same weights (gated export), batch_size 16"
+            res = est(image, boxes)
+            result.update(what=what, threads=job.get("threads"),
                           agreement=compare_keypoints(ours_kp, ours_sc, res.keypoints, res.scores))
             fn = lambda: est(image, boxes)  # noqa: E731
         elif name == "rtmlib":

@@ -44,7 +44,8 @@ def _torch_runtime(model: str, weights: Any, device: str | None, precision: str,
 
     runtime = torch_runtime(load_model(model, weights), device=device or "cpu", precision=precision, threads=threads)
     if precision == "bf16":  # autocast has no export to gate it: checked against the same weights in fp32 here
-        validate(runtime.reference, runtime.infer, validation_crops(runtime.input_size), precision, "torch/bf16")
+        runtime.validation = validate(runtime.reference, runtime.infer, validation_crops(runtime.input_size),
+                                      precision, "torch/bf16").as_dict()
     return runtime
 
 
