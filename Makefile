@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build here
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[$(EXTRAS)]"
+	# the benchmark's peer: rtmlib without its deps (it pins opencv-python, which would shadow the headless build)
+	$(PIP) install -q --no-deps rtmlib==0.0.16
 	touch $@
 
 # The main job: accuracy vs latency of every installed runtime and precision on the same crops,
