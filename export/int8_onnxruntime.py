@@ -6,7 +6,7 @@ QLinearConv / MatMulIntegerToFloat, and the fp32 SiLU/ScaleNorm ops between them
 named in `fp_nodes` (from the sensitivity ranking) are excluded and run in fp32.
 
 Activation type and options, measured (`MEASURED`; re-measured by
-`bench/test_bench_int8.py::test_onnxruntime_activation_types`): QUInt8 activations are both faster and at
+`bench/benchmarks/test_bench_int8.py::test_onnxruntime_activation_types`): QUInt8 activations are both faster and at
 least as accurate as QInt8 on this x86 CPU (AVX-512 VNNI runs u8s8), so QUInt8 is the default.
 `quant_pre_process` helps a little (kept on); quantizing every op type ORT supports (Mul, Add, Concat,
 Sigmoid, ...) is faster at batch 8 but loses accuracy (89 % within 2 px), so only Conv/MatMul.

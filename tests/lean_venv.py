@@ -28,6 +28,15 @@ def _tree_files() -> list[str]:
     return sorted(p for p in out.splitlines() if (ROOT / p).is_file())
 
 
+def clean_copy(dest: Path, files: list[str] | None = None) -> Path:
+    """The package's files as git sees them (tracked + untracked, not ignored) copied into `dest`: what a clean
+    checkout builds, with no stale build/ folder to leak into a wheel."""
+    for rel in _tree_files() if files is None else files:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dest / rel)
+    return dest
+
+
 def _tree_key(files: list[str]) -> str:
     h = hashlib.sha256()
     for rel in files:
@@ -57,10 +66,7 @@ def lean_python(extras: str = "") -> Path:
         if stamp.is_file() and stamp.read_text() == key and python.is_file():
             return python
         with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / "src"
-            for rel in files:
-                (src / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / rel, src / rel)
+            src = clean_copy(Path(tmp) / "src", files)
             spec = f"{src}[{extras}]" if extras else str(src)
             if not python.is_file():
                 shutil.rmtree(venv, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""pytest-benchmark: video tracking (`pytest bench/test_bench_tracking.py`).
+"""pytest-benchmark: video tracking (`pytest bench/benchmarks/test_bench_tracking.py`).
 
 Goal of issue #20, on a real clip (OpenCV's vtest.avi, 768x576 pedestrians) with the offline HOG detector:
 `det_every=10` runs >= 4x the frames/s of `det_every=1`, every person carries a track_id and the median

@@ -1,5 +1,5 @@
 """pytest-benchmark: the offline HOG people detector, OpenCV 4's HOGDescriptor path vs our numpy path,
-one thread, on a 640x480 image (`pytest bench/test_bench_hog.py`). Their boxes are equal
+one thread, on a 640x480 image (`pytest bench/benchmarks/test_bench_hog.py`). Their boxes are equal
 (tests/test_hog.py); which is faster decides `backend="auto"` (dwpose_edge/hog.py's figures)."""
 from __future__ import annotations
 
