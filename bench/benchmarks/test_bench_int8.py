@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # bench/benchmarks/ -> repo root
 
 THREADS = int(os.environ.get("DWPOSE_EDGE_BENCH_THREADS", "2"))
 RESULTS: dict[tuple[str, int], dict] = {}
