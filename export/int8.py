@@ -49,7 +49,7 @@ class Int8Options:
     ort_preprocess: bool = True
     ncnn_method: str = "absmax"             # measured best here; "mse" and "kl" (ncnn2table default) too
     openvino_preset: str = "MIXED"
-    openvino_scope: str = "all"             # or "spatial": int8 only in kxk convolutions (int8_openvino.SCOPES)
+    openvino_scope: str = "all"             # or "spatial": int8 only in kxk convolutions (see int8_openvino)
     fixed_fp_layers: tuple[str, ...] | None = None  # skip the search: exactly these ONNX nodes stay fp32
 
     @classmethod
