@@ -13,8 +13,9 @@ default) or 'spatial' (dense convolutions with a kernel larger than 1x1 only: th
 int8 kernels gain most over bf16 here, 1.3-1.8x; docs/int8/PROFILE.md). Measured on the AVX512-BF16/VNNI
 CPU: 'spatial' is the more accurate with no layer kept in float (embedded dwpose-t 95.2% vs 92.4% of
 held-out keypoints within 2 px) but the slower (1.21x bf16 vs 1.36x): 1x1 convolutions gain 1.34x in int8
-too and every int8/bf16 boundary costs a reorder. On the trained test model the gated 'all' export is
-faster (2.65 vs 2.91 ms per crop, 1 thread), so 'all' stays the default.
+too and every int8/bf16 boundary costs a reorder. On the trained test model, with the same 3 head blocks
+kept in float to pass the gate, 'all' is the faster (2.54 vs 2.72 ms per crop, 1 thread), so it stays the
+default.
 """
 from __future__ import annotations
 
