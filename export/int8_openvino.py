@@ -115,5 +115,6 @@ def quantize_openvino(fp32_onnx: str | os.PathLike, xml_out: str | os.PathLike, 
     ov.save_model(quantized, os.fspath(xml_out), compress_to_fp16=False)
     n_fq = sum(1 for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
     return {"method": "nncf.quantize", "preset": preset, "fast_bias_correction": fast_bias_correction,
-            "scope": scope, "ignored_scope": {"names": ignored, "patterns": patterns, "outside_scope": len(unquantized)},
+            "scope": scope,
+            "ignored_scope": {"names": ignored, "patterns": patterns, "outside_scope": len(unquantized)},
             "fake_quantize_ops": n_fq, "n_calib": int(len(crops)), "nncf": getattr(nncf, "__version__", "")}

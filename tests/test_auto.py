@@ -13,7 +13,7 @@ from dwpose_edge.runtimes.cpu_features import has_bf16
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
-needs_bf16 = pytest.mark.skipif(not has_bf16(), reason="this CPU has neither avx512_bf16 nor amx_bf16 (no bf16 compute)")
+needs_bf16 = pytest.mark.skipif(not has_bf16(), reason="this CPU has neither avx512_bf16 nor amx_bf16 (no bf16)")
 
 OLD_X86 = {"fpu", "sse2", "avx2", "avx512f", "avx512bw", "avx512_vnni"}  # AVX-512 with VNNI, without bf16
 FP32_ONLY = ("onnxruntime/fp32", "openvino/fp32")

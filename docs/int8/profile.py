@@ -193,8 +193,9 @@ def run(onnx_path: Path, threads: int, batch: int, rounds: int, n_calib: int, n_
                 v.round(x)
     radius, fraction = THRESHOLDS["int8"]
     wall = {label: min(v.wall_ms) for label, v in variants.items()}
+    flags = ", ".join(sorted(f for f in cpu_flags() if re.match(r"avx512|amx|avx_vnni", f)))
     lines = [f"Model `{onnx_path.name}`, batch {batch}, {threads} thread(s), {rounds} interleaved rounds (fastest "
-             f"round; medians in brackets). CPU flags: {', '.join(sorted(f for f in cpu_flags() if re.match(r'avx512|amx|avx_vnni', f)))}. "
+             f"round; medians in brackets). CPU flags: {flags}. "
              f"{', '.join(f'{k} {v}' for k, v in tool_versions(('openvino', 'nncf')).items())}. "
              f"Agreement: share of the {agree['fp32'].n_keypoints // 133} held-out crops' keypoints within "
              f"{radius:g} px of fp32 (the INT8 gate needs {fraction:.0%}). `int8 all`/`spatial`: no layer kept "
@@ -203,8 +204,9 @@ def run(onnx_path: Path, threads: int, batch: int, rounds: int, n_calib: int, n_
              "|---|---|---|---|---|---|"]
     for label, v in variants.items():
         a = agree[label]
-        lines.append(f"| {label} | {wall[label]:.2f} ({np.median(v.wall_ms):.2f}) | {wall['fp32'] / wall[label]:.2f}x | "
-                     f"{wall['bf16'] / wall[label]:.2f}x | {a.within_2px:.1%} | {a.within_1px:.1%} |")
+        lines.append(f"| {label} | {wall[label]:.2f} ({np.median(v.wall_ms):.2f}) | "
+                     f"{wall['fp32'] / wall[label]:.2f}x | {wall['bf16'] / wall[label]:.2f}x | {a.within_2px:.1%} | "
+                     f"{a.within_1px:.1%} |")
     per_kind = {label: v.per_kind() for label, v in variants.items()}
     kinds = [k for k in KIND_ORDER if any(per_kind[label].get(k, 0) > 0.0005 for label in variants)]
     kinds += sorted({k for p in per_kind.values() for k in p} - set(kinds) - {"no-op (reshape, I/O)"})
