@@ -37,10 +37,11 @@ from .export.cache import export_source
 from .export.validate import agreement, run_batched, validation_crops
 from .hashing import sha256_file
 from .manifest import TOOLS
-from .onnx_file import is_onnx_path
 from .runtimes import precisions as table
 from .runtimes.base import RUNTIMES
 from .runtimes.cpu_features import cpu_flags
+from .runtimes.pose_onnx import is_pose_file
+from .specs import RTMW_SPECS
 from .version import __version__
 from .weights import cache_dir
 
@@ -129,8 +130,16 @@ def parse_pairs(candidates: Iterable[Pair | str]) -> tuple[Pair, ...]:
     return tuple(dict.fromkeys(pairs))
 
 
+def _is_checkpoint(model: str, weights: Any) -> bool:
+    """True when `weights` is a PyTorch checkpoint (or state dict) rather than an ONNX / SDK zip model; None
+    is the embedded ONNX, and an RTMW model's default is its registry zip (as in the Estimator)."""
+    if weights is None:
+        return False
+    return not is_pose_file(weights) and model not in RTMW_SPECS
+
+
 def default_candidates(weights: Any = None, runtime: str = AUTO, precision: str = AUTO,
-                       flags: Iterable[str] | None = None) -> tuple[Pair, ...]:
+                       flags: Iterable[str] | None = None, model: str = "dwpose-t") -> tuple[Pair, ...]:
     """The CPU candidates `choose` measures for `weights` when runtime and/or precision is 'auto'.
 
     Installed runtimes only; pairs needing an instruction set this CPU (or `flags`) lacks are left out,
@@ -138,7 +147,7 @@ def default_candidates(weights: Any = None, runtime: str = AUTO, precision: str 
     """
     runtimes = table.RUNTIMES if runtime == AUTO else (runtime,)
     wanted = DEFAULT_PRECISIONS if precision == AUTO else (precision,)
-    checkpoint = weights is not None and not is_onnx_path(weights)
+    checkpoint = _is_checkpoint(model, weights)
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
     out = []
     for r in runtimes:
@@ -165,7 +174,7 @@ def choose(model: str = "dwpose-t", weights: Any = None, candidates: Iterable[Pa
     """Measure `candidates` (None: `default_candidates(weights)`) for `weights` on this machine and return
     the fastest one that passes its accuracy gate; cached per machine, packages, weights and candidates
     in `cache_folder` (None: `<cache dir>/auto`; `use_cache=False` measures again and overwrites)."""
-    pairs = parse_pairs(candidates) if candidates is not None else default_candidates(weights)
+    pairs = parse_pairs(candidates) if candidates is not None else default_candidates(weights, model=model)
     key, versions = _key(model, weights, pairs, threads, batch)
     folder = Path(cache_folder) if cache_folder is not None else cache_dir() / "auto"
     path = folder / f"{model}_{key}.json" if key else None
@@ -193,12 +202,12 @@ def resolve(model: str, weights: Any, runtime: str, precision: str, *, threads: 
     for name, value, known in (("runtime", runtime, table.RUNTIMES), ("precision", precision, table.PRECISIONS)):
         if value != AUTO and value not in known:
             raise InputError(f"unknown {name} {value!r}; choose one of {list(known) + [AUTO]}")
-    return choose(model, weights, default_candidates(weights, runtime, precision), threads, log=log)
+    return choose(model, weights, default_candidates(weights, runtime, precision, model=model), threads, log=log)
 
 
 def _measure(model: str, weights: Any, pairs: Sequence[Pair], threads: int | None, batch: int, key: str,
              versions: dict[str, str], log: Callable[[str], None]) -> Decision:
-    reference_runtime = "torch" if weights is not None and not is_onnx_path(weights) else "onnxruntime"
+    reference_runtime = "torch" if _is_checkpoint(model, weights) else "onnxruntime"
     opened: dict[Pair, Any] = {}
     failed: dict[Pair, str] = {}
     for pair in dict.fromkeys([(reference_runtime, "fp32"), *pairs]):
@@ -250,7 +259,7 @@ def _key(model: str, weights: Any, pairs: Sequence[Pair], threads: int | None,
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    source = export_source(model, weights)
+    source = export_source(model, model if weights is None and model in RTMW_SPECS else weights)
     if isinstance(source, str) and source == "random":
         weights_id = "random"
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_file():

@@ -29,6 +29,8 @@ def test_default_candidates_follow_the_cpu_and_the_weights():
     if importlib.util.find_spec("torch") is not None:
         assert ("torch", "bf16") in default_candidates("model.pth", flags=bf16_cpu)
         assert ("torch", "bf16") not in default_candidates("model.pth", flags=OLD_X86)
+    for onnx_like in ("model.onnx", "sdk.zip"):  # ONNX / OpenMMLab SDK zips do not run on torch
+        assert all(r != "torch" for r, _ in default_candidates(onnx_like, flags=bf16_cpu))
     assert default_candidates(None, "openvino", flags=bf16_cpu) == (("openvino", "fp32"), ("openvino", "bf16"))
     assert default_candidates(None, "auto", "int8", flags=OLD_X86)[:2] == (("onnxruntime", "int8"),
                                                                          ("openvino", "int8"))
