@@ -32,7 +32,7 @@ demo: venv
 # pytest-benchmark suite, then the same report from its JSON
 bench: venv
 	mkdir -p out/bench
-	$(BIN)/python -m pytest bench/ --benchmark-json out/bench/pytest.json
+	$(BIN)/python -m pytest bench/benchmarks/ --benchmark-json out/bench/pytest.json
 	$(BIN)/dwpose-edge bench --from-pytest-benchmark out/bench/pytest.json --out out/bench/pytest
 
 test: venv

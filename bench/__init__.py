@@ -3,7 +3,7 @@
     from dwpose_edge.bench import run_bench
     report = run_bench(models=["dwpose-t"], out_dir="out/bench")   # report.md/.json/.csv + png
 
-`pytest bench/ --benchmark-json FILE` runs the same cases under pytest-benchmark, and
+`pytest bench/benchmarks/ --benchmark-json FILE` runs the same cases under pytest-benchmark, and
 `dwpose-edge bench --from-pytest-benchmark FILE` turns that JSON into the same report.
 Importing this package loads neither torch nor a runtime package by itself.
 """

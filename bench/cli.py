@@ -79,6 +79,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-peers", action="store_true", help="skip the rtmlib / plain onnxruntime comparison")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--from-pytest-benchmark", default=None, metavar="FILE",
-                   help="write the report from `pytest bench/ --benchmark-json FILE` instead of running")
+                   help="write the report from `pytest bench/benchmarks/ --benchmark-json FILE` instead of running")
     p.set_defaults(func=cmd_bench)
     return p

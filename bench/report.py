@@ -332,7 +332,7 @@ def write_report(report: dict, out_dir: str | os.PathLike, plot: bool = True) ->
 # ----------------------------------------------------------------------------- pytest-benchmark
 
 def from_pytest_benchmark(path: str | os.PathLike) -> dict:
-    """Turn a `pytest bench/ --benchmark-json FILE` result into the report dict `write_report` takes.
+    """Turn a `pytest bench/benchmarks/ --benchmark-json FILE` result into the report dict `write_report` takes.
 
     One row per (model, runtime, precision, device); the latency of batch b is the case with b
     persons (else the most persons) at batch b, per crop; every case also goes to `cases`.
@@ -343,7 +343,7 @@ def from_pytest_benchmark(path: str | os.PathLike) -> dict:
     int8 = [dict(b["extra_info"], name=b["name"]) for b in doc.get("benchmarks", [])
             if "int8_ms_per_crop" in (b.get("extra_info") or {})]
     if not benches:
-        raise InputError(f"{path} holds no dwpose-edge benchmark (run: pytest bench/ --benchmark-json {path})")
+        raise InputError(f"{path} holds no dwpose-edge benchmark (run: pytest bench/benchmarks/ --benchmark-json {path})")
     first = benches[0]["extra_info"]
     mi = doc.get("machine_info") or {}
     machine = dict(first.get("machine") or {})

@@ -1,9 +1,9 @@
 """runtime='auto' / precision='auto': measure which runtime x precision runs these weights fastest on this
 machine within its accuracy gate, once, and remember the decision.
 
-`choose` opens every candidate through the Estimator, so each passes the same validation as when it is
-asked for by name (bf16 and int8 exports are gated against fp32 on first use, torch bf16 when it opens;
-a candidate failing its gate is dropped with the figures). It then times the candidates on the bundled
+`choose` opens every candidate as the Estimator does (`open_pose_runtime`), so each passes the same
+validation as when it is asked for by name (bf16 and int8 exports are gated against fp32 on first use,
+torch bf16 when it opens; a candidate failing its gate is dropped with the figures). It then times the candidates on the bundled
 photo crops, interleaved round by round so that a busy machine slows them all alike, and keeps the
 fastest by median. The decision is cached as json under `<cache dir>/auto/`, keyed by the CPU's flags,
 the installed package versions, the weights' sha256, the thread count and the candidates: a new CPU,
@@ -32,11 +32,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DwposeEdgeError, InputError
-from .estimator import Estimator
 from .export.cache import export_source
 from .export.validate import agreement, run_batched, validation_crops
 from .hashing import sha256_file
 from .manifest import TOOLS
+from .pose_runtime import open_pose_runtime
 from .runtimes import precisions as table
 from .runtimes.base import RUNTIMES
 from .runtimes.cpu_features import cpu_flags
@@ -213,7 +213,7 @@ def _measure(model: str, weights: Any, pairs: Sequence[Pair], threads: int | Non
     for pair in dict.fromkeys([(reference_runtime, "fp32"), *pairs]):
         try:
             t0 = time.perf_counter()
-            opened[pair] = Estimator(model, weights, runtime=pair[0], precision=pair[1], threads=threads).runtime
+            opened[pair] = open_pose_runtime(model, weights, pair[0], pair[1], threads=threads)
             log(f"auto: opened {pair[0]}/{pair[1]} in {time.perf_counter() - t0:.1f} s")
         except DwposeEdgeError as exc:  # failed its gate (ParityError), missing package, export error...
             failed[pair] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"

@@ -7,46 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from .auto import resolve
 from .detectors import make_detector
-from .embedded import default_onnx
 from .errors import InputError, ModelFileError
-from .export.cache import cached_export
-from .export.validate import validate, validation_crops
-from .manifest import read_manifest, verified_paths
-from .onnx_file import is_onnx_path
+from .pose_runtime import open_pose_runtime
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
 from .result import PoseResult
-from .runtimes import precisions
-from .runtimes.base import Runtime, check_batch, open_runtime, runtime_class
-from .runtimes.pose_onnx import is_pose_file, pose_onnx
-from .specs import NUM_KEYPOINTS, RTMW_SPECS, pose_spec
-
-
-def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
-                    threads: int | None) -> Runtime:
-    """Open one artifact of a folder written by `dwpose-edge export`, after checking model name and sha256."""
-    manifest = read_manifest(model_dir)
-    if manifest.model != model:
-        raise ModelFileError(f"{model_dir} holds an export of {manifest.model}, not {model}; "
-                             f"use Estimator(model='{manifest.model}', model_dir=...)")
-    artifact = manifest.find(runtime, precision)
-    return open_runtime(runtime, verified_paths(model_dir, artifact), precision=precision, device=device,
-                        threads=threads, input_size=tuple(manifest.input_size))
-
-
-def _torch_runtime(model: str, weights: Any, device: str | None, precision: str, threads: int | None) -> Runtime:
-    """The torch runtime on `weights` (checkpoint, registry name, state dict, 'random' or None = embedded)."""
-    if is_onnx_path(weights):
-        raise InputError("an .onnx file runs on runtime='onnxruntime', 'openvino' or 'ncnn', not torch")
-    torch_runtime = runtime_class("torch")  # RuntimeUnavailableError with the pip extra when torch is missing
-    from .models import load_model  # torch: only on this path
-
-    runtime = torch_runtime(load_model(model, weights), device=device or "cpu", precision=precision, threads=threads)
-    if precision == "bf16":  # autocast has no export to gate it: checked against the same weights in fp32 here
-        runtime.validation = validate(runtime.reference, runtime.infer, validation_crops(runtime.input_size),
-                                      precision, "torch/bf16").as_dict()
-    return runtime
+from .runtimes.base import Runtime, check_batch
+from .specs import NUM_KEYPOINTS, pose_spec
 
 
 def check_threads(threads: Any) -> int | None:
@@ -107,46 +76,14 @@ class Estimator:
         threads = check_threads(threads)
         self.decision = None  # what runtime/precision 'auto' chose, with every candidate's figures
         if "auto" in (runtime, precision):
-            from .auto import resolve  # measures candidates through this class: imported on this path only
-
             self.decision = resolve(model, weights, runtime, precision, threads=threads, device=device,
                                     model_dir=model_dir)
             runtime, precision = self.decision.runtime, self.decision.precision
-        runtime_class(runtime)  # validates the name before any heavy work
-        precisions.support(runtime, precision)  # and the precision (the device is the runtime's to check)
-        precisions.check_cpu_feature(runtime, precision)
-        if model in RTMW_SPECS and (runtime not in ("onnxruntime", "openvino") or precision != "fp32"):
-            raise InputError(f"{model} runs from its ONNX file only, on runtime onnxruntime or openvino in fp32 (got "
-                             f"{runtime}/{precision}): there is no PyTorch model or export of it here")
         self.flip_test = flip_test
         self.batch_size = int(batch_size)
         self._local = threading.local()  # per-thread crop buffers
-        if model_dir is not None:
-            if runtime == "torch":
-                raise InputError("model_dir holds exported files; choose runtime onnxruntime, openvino or ncnn")
-            self.runtime: Runtime = _open_model_dir(model, model_dir, runtime, precision, device, threads)
-        elif runtime == "torch":
-            self.runtime = _torch_runtime(model, weights, device, precision, threads)
-        else:
-            if weights is None and model in RTMW_SPECS:
-                weights = model  # RTMW: OpenMMLab's SDK zip, registry name = model name
-            if weights is None and runtime in ("onnxruntime", "openvino") and precision == "fp32":
-                source = default_onnx(model)  # the embedded ONNX, verified and validated when it was made
-                self.runtime = open_runtime(runtime, {"model": source, "xml": source}, device=device,
-                                            threads=threads, input_size=self.spec.input_size)
-            elif is_pose_file(weights) and runtime in ("onnxruntime", "openvino") and precision == "fp32":
-                found = pose_onnx(weights)  # .onnx / SDK .zip / registry name: size and normalisation checked
-                if found.model is not None and found.model != model:
-                    raise InputError(f"weights {weights!r} hold the model {found.model}; pass model={found.model!r}")
-                self.runtime = open_runtime(runtime, {"model": found.path, "xml": found.path}, device=device,
-                                            threads=threads, input_size=self.spec.input_size)
-                if found.input_size is not None and tuple(found.input_size) != tuple(self.spec.input_size):
-                    raise ModelFileError(f"{weights} declares {found.input_size[0]}x{found.input_size[1]} (WxH) "
-                                         f"crops but {model} takes {self.spec.input_size[0]}x{self.spec.input_size[1]}")
-            else:
-                folder = cached_export(model, weights, runtime, precision, threads=threads, calib=calib,
-                                       calib_images=calib_images)
-                self.runtime = _open_model_dir(model, folder, runtime, precision, device, threads)
+        self.runtime: Runtime = open_pose_runtime(model, weights, runtime, precision, device=device, threads=threads,
+                                                  model_dir=model_dir, calib=calib, calib_images=calib_images)
         self.detector = make_detector(detector, runtime=runtime, threads=threads)
         self.input_size = tuple(self.runtime.input_size)
         if self.input_size != tuple(self.spec.input_size):

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from dwpose_edge.errors import CalibrationError, InputError
+from dwpose_edge.evaluation.annotations import load_wholebody_instances
 from dwpose_edge.hashing import sha256_file
 from dwpose_edge.preprocess import crop_boxes
 
@@ -113,8 +114,6 @@ def load_calibration(calib: Any, images: str | os.PathLike | None, input_size: t
 def from_coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike, input_size: tuple[int, int], *,
               n_calib: int = N_CALIB, n_holdout: int = N_HOLDOUT, seed: int = 0) -> CalibrationData:
     """Crops of the persons of a COCO-WholeBody split (ground-truth boxes), split by image."""
-    from dwpose_edge.evaluation.annotations import load_wholebody_instances
-
     try:
         instances = load_wholebody_instances(ann_file, image_dir)
     except (OSError, ValueError, KeyError, TypeError) as exc:

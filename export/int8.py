@@ -22,10 +22,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnx
 
 from dwpose_edge.errors import CalibrationError, InputError, ParityError
+from dwpose_edge.evaluation.metric import evaluate_predictions
 from dwpose_edge.export.calibration import CalibrationData, CropSet, load_calibration
-from dwpose_edge.export.validate import THRESHOLDS, Agreement, agreement, run_batched
+from dwpose_edge.export.int8_ncnn import NcnnCalibrator, open_int8
+from dwpose_edge.export.int8_onnxruntime import quantize_onnxruntime
+from dwpose_edge.export.int8_openvino import quantize_openvino
+from dwpose_edge.export.int8_sensitivity import layer_sensitivity, weight_matrices
+from dwpose_edge.export.validate import THRESHOLDS, Agreement, agreement, run_batched, validation_crops
+from dwpose_edge.postprocess import decode_simcc
+from dwpose_edge.runtimes.ncnn_runtime import read_param
+from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
+from dwpose_edge.runtimes.openvino_runtime import OpenVinoRuntime
 from dwpose_edge.runtimes.precisions import runtimes_of
 
 GATE_RADIUS_PX, GATE_FRACTION = THRESHOLDS["int8"]
@@ -114,8 +124,6 @@ class Int8Export:
     @property
     def sensitivity(self):
         if self._sensitivity is None:
-            from dwpose_edge.export.int8_sensitivity import layer_sensitivity
-
             t0 = time.perf_counter()
             self._sensitivity = layer_sensitivity(self.fp32_onnx, self.data.calib.crops, self.probe.crops[:32],
                                                   threads=self.threads, log=self.log)
@@ -154,8 +162,8 @@ class Int8Export:
         else:
             ks = [k for k in FP_STEPS if k <= min(o.max_fp_layers, len(candidates))]
             steps = [candidates[:k] for k in ks]
-        runner = None
-        for fp in steps:
+        runner = gate = None
+        for i, fp in enumerate(steps):
             runner, info = build(fp)
             a = agreement(self.ref_probe, run_batched(runner.infer, self.probe.crops))
             attempts.append({"fp_layers": len(fp), "probe_within_2px": round(a.within_2px, 6),
@@ -163,10 +171,18 @@ class Int8Export:
             quant_info.update(info)
             self.log(f"int8 {runtime}: {len(fp)} layers in fp32 -> {a.within_2px:.2%} of probe keypoints within "
                      f"{GATE_RADIUS_PX:g} px (mean {a.mean_px_error:.3f} px)")
-            if a.within_2px >= min(0.999, GATE_FRACTION + SELECTION_MARGIN):
+            last = i == len(steps) - 1
+            if a.within_2px < min(0.999, GATE_FRACTION + SELECTION_MARGIN) and not last:
+                continue
+            # the probe says enough: the held-out gate decides; failing it, keep the next, larger float set
+            # (each step keeps strictly more layers in float: a monotone search, not a pick among gate results)
+            gate = self.gate(runner.infer)
+            attempts[-1]["gate_passed"] = gate.passed
+            if gate.passed or last:
                 break
+            self.log(f"int8 {runtime}: the held-out gate fails with {len(fp)} layers in fp32 "
+                     f"({'; '.join(gate.failures)}); keeping more in float")
         fp_layers = list(fp)
-        gate = self.gate(runner.infer)
         what = f"{runtime}/int8 export"
         self.log(f"int8 {runtime}: gate on {gate.agreement.n_crops} held-out crops: "
                  f"{gate.agreement.within_2px:.2%} within {GATE_RADIUS_PX:g} px"
@@ -217,9 +233,6 @@ class Int8Export:
                 "images": len(self.data.holdout_image_ids), "instances": len(self.data.holdout)}
 
     def _ap(self, logits: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-        from dwpose_edge.postprocess import decode_simcc
-        from dwpose_edge.evaluation.metric import evaluate_predictions
-
         h = self.data.holdout
         kpts, scores = decode_simcc(logits[0], logits[1], h.centers, h.scales, self.input_size)
         preds = [{"image_id": int(h.image_ids[i]), "id": int(h.ann_ids[i]), "keypoints": kpts[i],
@@ -230,8 +243,6 @@ class Int8Export:
 
     def _bundled_agreement(self, infer: Callable) -> dict:
         """Agreement on the bundled real-photo crops every export is validated on (recorded, not gated)."""
-        from dwpose_edge.export.validate import validation_crops
-
         crops = validation_crops(self.input_size)
         return agreement(run_batched(self.reference, crops), run_batched(infer, crops)).as_dict()
 
@@ -241,9 +252,6 @@ class Int8Export:
         ranking = [s.node for s in self.sensitivity] if self.options.fixed_fp_layers is None else []
         o = self.options
         if runtime == "onnxruntime":
-            from dwpose_edge.export.int8_onnxruntime import quantize_onnxruntime
-            from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
-
             path = out_dir / f"{stem}.onnx"
 
             def build(fp):
@@ -253,9 +261,6 @@ class Int8Export:
 
             return build, {"model": path.name}, ranking, {}
         if runtime == "openvino":
-            from dwpose_edge.export.int8_openvino import quantize_openvino
-            from dwpose_edge.runtimes.openvino_runtime import OpenVinoRuntime
-
             xml = out_dir / f"{stem}.xml"
             outputs = self._onnx_outputs()
 
@@ -266,15 +271,10 @@ class Int8Export:
 
             return build, {"xml": xml.name, "bin": xml.with_suffix(".bin").name}, ranking, {}
         # ncnn
-        from dwpose_edge.export.int8_ncnn import NcnnCalibrator, open_int8
-        from dwpose_edge.export.int8_sensitivity import weight_matrices
-        from dwpose_edge.runtimes.ncnn_runtime import read_param
 
         if ncnn_fp32 is None:
             raise InputError("ncnn INT8 needs the fp32 ncnn model (ncnn_fp32=)")
         if self._ncnn is None:
-            import onnx
-
             param, bin_ = ncnn_fp32()
             weights = weight_matrices(onnx.load(str(self.fp32_onnx)))
             self._ncnn = NcnnCalibrator(param, bin_, weights, read_param(param).input_blob, self.threads)
@@ -296,8 +296,6 @@ class Int8Export:
         return build, {"param": param_out.name, "bin": bin_out.name}, candidates, {}
 
     def _onnx_outputs(self) -> dict[str, list[str]]:
-        import onnx
-
         proto = onnx.load(str(self.fp32_onnx), load_external_data=False)
         return {n.name: list(n.output) for n in proto.graph.node}
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from dwpose_edge.errors import CalibrationError, ExportError, ModelFileError
+from dwpose_edge.runtimes.base import open_runtime
 
 TAG_FP32 = 0x00000000
 TAG_FP16 = 0x01306B47
@@ -467,7 +468,5 @@ class NcnnCalibrator:
 def open_int8(param: str | os.PathLike, bin_: str | os.PathLike, input_size: tuple[int, int] | None = None,
               threads: int | None = None):
     """An ncnn runtime for an int8 param/bin (int8 inference on)."""
-    from dwpose_edge.runtimes.base import open_runtime
-
     return open_runtime("ncnn", {"param": Path(param), "bin": Path(bin_)}, precision="int8", threads=threads,
                         input_size=input_size)

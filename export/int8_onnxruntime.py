@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import onnx
 
 from dwpose_edge.errors import ExportError
 
@@ -58,7 +59,6 @@ def quantize_onnxruntime(fp32_onnx: str | os.PathLike, out_path: str | os.PathLi
                          fp_nodes: Iterable[str] = (), activation_type: str = DEFAULT_ACTIVATION_TYPE,
                          op_types: Iterable[str] = OP_TYPES, preprocess: bool = True, batch: int = 8) -> dict:
     """Write a QDQ INT8 model to `out_path`; returns what was done (for the manifest)."""
-    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if activation_type not in ACTIVATION_TYPES:

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
 
 from dwpose_edge.export.validate import agreement, run_batched
 
@@ -38,14 +41,10 @@ class LayerSensitivity:
 
 
 def _load(path):
-    import onnx
-
     return onnx.load(os.fspath(path))
 
 
 def _initializers(proto) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
     return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
 
 
@@ -81,9 +80,6 @@ def activation_inputs(proto) -> dict[str, list[str]]:
 def collect_ranges(onnx_path: str | os.PathLike, tensors: list[str], crops: np.ndarray, threads: int | None = None,
                    batch: int = 8) -> dict[str, tuple[float, float]]:
     """min/max of named intermediate tensors over `crops` (one onnxruntime pass with extra outputs)."""
-    import onnx
-    import onnxruntime as ort
-
     proto = _load(onnx_path)
     known = {o.name for o in proto.graph.output}
     for t in tensors:
@@ -103,7 +99,7 @@ def collect_ranges(onnx_path: str | os.PathLike, tensors: list[str], crops: np.n
 
 def _session(model_bytes: bytes, threads: int | None, ort=None):
     if ort is None:
-        import onnxruntime as ort
+        pass
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)
@@ -129,9 +125,6 @@ def fake_quant_weight(w: np.ndarray, op: str, trans_b: int = 0) -> np.ndarray:
 
 def simulated_model(proto, node_names: list[str], ranges: dict[str, tuple[float, float]]):
     """A copy of `proto` in which the named nodes compute as INT8 (QDQ activations, rounded weights)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
     model = onnx.ModelProto()
     model.CopyFrom(proto)
     inits = {t.name: t for t in model.graph.initializer}

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dwpose_edge.errors import InputError
+from dwpose_edge.errors import InputError, RuntimeUnavailableError
+from dwpose_edge.runtimes.cpu_features import require_bf16
 
 RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -93,15 +94,11 @@ def check_cpu_feature(runtime: str, precision: str, flags: Iterable[str] | None 
     """RuntimeUnavailableError when the pair needs an instruction set this CPU (or `flags`) lacks."""
     entry = SUPPORT.get((runtime, precision))
     if entry is not None and entry.cpu_feature == "bf16":
-        from dwpose_edge.runtimes.cpu_features import require_bf16
-
         require_bf16(f"{runtime} precision='{precision}'", flags)
 
 
 def cpu_feature_missing(runtime: str, precision: str, flags: Iterable[str] | None = None) -> str | None:
     """The instruction-set message when the pair cannot run on this CPU, else None (for skip reasons)."""
-    from dwpose_edge.errors import RuntimeUnavailableError
-
     try:
         check_cpu_feature(runtime, precision, flags)
     except RuntimeUnavailableError as exc:

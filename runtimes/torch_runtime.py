@@ -10,6 +10,7 @@ from torch import nn
 
 from dwpose_edge.errors import InputError, RuntimeUnavailableError
 from dwpose_edge.runtimes.base import check_batch
+from dwpose_edge.runtimes.cpu_features import require_bf16
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -65,7 +66,6 @@ class TorchRuntime:
         if precision == "bf16":
             if torch_device.type != "cpu":
                 raise InputError(f"torch bf16 runs on the CPU only here; got device={device!r}, use 'cpu'")
-            from dwpose_edge.runtimes.cpu_features import require_bf16
 
             require_bf16("torch precision='bf16'")
         # None: torch's count now. Kept per instance and applied on every call, so a call's numerics do not

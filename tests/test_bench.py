@@ -124,7 +124,8 @@ def test_pareto_front():
 def test_pytest_benchmark_json_to_report(cache, tmp_path):
     """Run the real suite on one case in a subprocess and turn its JSON into the same report."""
     out_json = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider", "--bench-runtimes", "onnxruntime",
+    cmd = [sys.executable, "-m", "pytest", "bench/benchmarks/", "-q", "-p", "no:cacheprovider",
+           "--bench-runtimes", "onnxruntime",
            "--bench-precisions", "fp32", "--bench-batches", "2", "--bench-persons", "2", "--bench-max-persons", "2",
            "--bench-threads", "1", "--bench-weights", "random", "-k", "test_infer_crops and onnxruntime and fp32",
            "--benchmark-json", str(out_json), "--benchmark-min-rounds", "2", "--benchmark-max-time", "0.05"]

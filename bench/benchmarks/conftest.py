@@ -1,4 +1,4 @@
-"""Fixtures of the pytest-benchmark suite (`pytest bench/ --benchmark-json FILE`); never part of `pytest tests`.
+"""Fixtures of the pytest-benchmark suite (`pytest bench/benchmarks/ --benchmark-json FILE`); never part of `pytest tests`.
 
 Options (all comma lists): --bench-models, --bench-runtimes, --bench-precisions, --bench-batches,
 --bench-persons, plus --bench-threads, --bench-weights, --bench-max-persons. Every case runs

@@ -2,7 +2,7 @@
 
 Same trained dwpose-t, same held-out crops, same thread count, in one run:
 
-    pytest bench/benchmarks/test_bench_int8.py --benchmark-json out/int8.json     (also part of `pytest bench/`)
+    pytest bench/benchmarks/test_bench_int8.py --benchmark-json out/int8.json     (also part of `pytest bench/benchmarks/`)
 
 Each benchmark times the INT8 model (pytest-benchmark) and, in the same test, fp32 and INT8 passes of
 the same runtime over the same crops in alternation (so both see the same load on a shared machine;

@@ -1,6 +1,6 @@
 """pytest-benchmark suite: model x runtime x precision x batch x persons on the same saved crops.
 
-    pytest bench/ --benchmark-json out/bench.json [--bench-runtimes onnxruntime,openvino] [--bench-persons 1,8,16]
+    pytest bench/benchmarks/ --benchmark-json out/bench.json [--bench-runtimes onnxruntime,openvino] [--bench-persons 1,8,16]
     dwpose-edge bench --from-pytest-benchmark out/bench.json --out out/bench_report
 
 Each case times `Estimator.infer_crops(crops[:persons])` with `batch_size = batch` (inference only,

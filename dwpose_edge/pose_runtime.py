@@ -1,0 +1,84 @@
+"""One pose model opened on one runtime x precision, from whatever the user has: an export folder, a checkpoint,
+an .onnx / SDK .zip / registry name, or nothing (the embedded default). What `Estimator` and `auto` both open."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .embedded import default_onnx
+from .errors import InputError, ModelFileError
+from .export.cache import cached_export
+from .export.validate import validate, validation_crops
+from .manifest import read_manifest, verified_paths
+from .onnx_file import is_onnx_path
+from .runtimes import precisions
+from .runtimes.base import Runtime, open_runtime, runtime_class
+from .runtimes.pose_onnx import is_pose_file, pose_onnx
+from .specs import RTMW_SPECS, pose_spec
+
+
+def open_pose_runtime(model: str, weights: Any = None, runtime: str = "onnxruntime", precision: str = "fp32", *,
+                      device: str | None = None, threads: int | None = None,
+                      model_dir: str | os.PathLike | None = None, calib: Any = None,
+                      calib_images: str | os.PathLike | None = None) -> Runtime:
+    """The runtime of `model` with these weights (see `Estimator` for the sources, in order); any precision but
+    fp32 and any checkpoint is exported and validated on first use into the cache."""
+    spec = pose_spec(model)
+    runtime_class(runtime)  # validates the name before any heavy work
+    precisions.support(runtime, precision)  # and the precision (the device is the runtime's to check)
+    precisions.check_cpu_feature(runtime, precision)
+    if model in RTMW_SPECS and (runtime not in ("onnxruntime", "openvino") or precision != "fp32"):
+        raise InputError(f"{model} runs from its ONNX file only, on runtime onnxruntime or openvino in fp32 (got "
+                         f"{runtime}/{precision}): there is no PyTorch model or export of it here")
+    if model_dir is not None:
+        if runtime == "torch":
+            raise InputError("model_dir holds exported files; choose runtime onnxruntime, openvino or ncnn")
+        return _open_model_dir(model, model_dir, runtime, precision, device, threads)
+    if runtime == "torch":
+        return _torch_runtime(model, weights, device, precision, threads)
+    if weights is None and model in RTMW_SPECS:
+        weights = model  # RTMW: OpenMMLab's SDK zip, registry name = model name
+    direct = runtime in ("onnxruntime", "openvino") and precision == "fp32"
+    if weights is None and direct:
+        source = default_onnx(model)  # the embedded ONNX, verified and validated when it was made
+        return open_runtime(runtime, {"model": source, "xml": source}, device=device, threads=threads,
+                            input_size=spec.input_size)
+    if is_pose_file(weights) and direct:
+        found = pose_onnx(weights)  # .onnx / SDK .zip / registry name: size and normalisation checked
+        if found.model is not None and found.model != model:
+            raise InputError(f"weights {weights!r} hold the model {found.model}; pass model={found.model!r}")
+        opened = open_runtime(runtime, {"model": found.path, "xml": found.path}, device=device, threads=threads,
+                              input_size=spec.input_size)  # a static input shape is checked here first
+        if found.input_size is not None and tuple(found.input_size) != tuple(spec.input_size):
+            raise ModelFileError(f"{weights} declares {found.input_size[0]}x{found.input_size[1]} (WxH) "
+                                 f"crops but {model} takes {spec.input_size[0]}x{spec.input_size[1]}")
+        return opened
+    folder = cached_export(model, weights, runtime, precision, threads=threads, calib=calib,
+                           calib_images=calib_images)
+    return _open_model_dir(model, folder, runtime, precision, device, threads)
+
+
+def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
+                    threads: int | None) -> Runtime:
+    """Open one artifact of a folder written by `dwpose-edge export`, after checking model name and sha256."""
+    manifest = read_manifest(model_dir)
+    if manifest.model != model:
+        raise ModelFileError(f"{model_dir} holds an export of {manifest.model}, not {model}; "
+                             f"use Estimator(model='{manifest.model}', model_dir=...)")
+    artifact = manifest.find(runtime, precision)
+    return open_runtime(runtime, verified_paths(model_dir, artifact), precision=precision, device=device,
+                        threads=threads, input_size=tuple(manifest.input_size))
+
+
+def _torch_runtime(model: str, weights: Any, device: str | None, precision: str, threads: int | None) -> Runtime:
+    """The torch runtime on `weights` (checkpoint, registry name, state dict, 'random' or None = embedded)."""
+    if is_onnx_path(weights):
+        raise InputError("an .onnx file runs on runtime='onnxruntime', 'openvino' or 'ncnn', not torch")
+    torch_runtime = runtime_class("torch")  # RuntimeUnavailableError with the pip extra when torch is missing
+    from .models import load_model  # torch: only on this path
+
+    runtime = torch_runtime(load_model(model, weights), device=device or "cpu", precision=precision, threads=threads)
+    if precision == "bf16":  # autocast has no export to gate it: checked against the same weights in fp32 here
+        runtime.validation = validate(runtime.reference, runtime.infer, validation_crops(runtime.input_size),
+                                      precision, "torch/bf16").as_dict()
+    return runtime
