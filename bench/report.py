@@ -109,6 +109,7 @@ def markdown(report: dict) -> str:
         notes = sorted({r["ap_note"] for r in ok if r.get("ap_note")})
         lines += [f"\n{n}" for n in notes]
         lines += _peers_md(report, model)
+        lines += _auto_md(report, model)
         lines += _cold_start_md(report, model)
         lines += _scaling_md(report, rows)
     lines += ["", "## Method", ""] + [f"- **{k}**: {v}" for k, v in (report.get("method") or {}).items()]
@@ -229,6 +230,22 @@ def _peers_md(report: dict, model: str) -> list[str]:
               "mean/std (BGR fed as RGB: keypoints move), and scores a keypoint with the mean of the x/y maxima "
               "(mmpose: the min), hence the score difference even when fed RGB."]
     return lines
+
+
+def _auto_md(report: dict, model: str) -> list[str]:
+    auto = (report.get("auto") or {}).get(model)
+    if not auto:
+        return []
+    lines = ["", "### runtime='auto', precision='auto'", ""]
+    if "runtime" not in auto:
+        return lines + [f"auto {auto.get('status')}"]
+    lines.append(f"Chooses **{auto['runtime']} {auto['precision']}**: the fastest candidate passing its accuracy "
+                 f"gate, timed at batch {auto['batch']} on the bundled photo crops (measured {auto['measured_at']}; "
+                 "cached per CPU flags, package versions, weights).")
+    lines.append("")
+    rows = [[f"{t['runtime']} {t['precision']}", _f(t.get("ms_per_crop")), _pct(t.get("within_1px")),
+             _pct(t.get("within_2px")), t.get("error") or "ok"] for t in auto["trials"]]
+    return lines + _table(["candidate", "ms/crop", "within 1px of fp32", "2px", "status"], rows)
 
 
 def _cold_start_md(report: dict, model: str) -> list[str]:

@@ -28,13 +28,14 @@ import numpy as np
 from tqdm import tqdm
 
 from dwpose_edge.bench.accuracy import ap_table, write_pseudo_gt
+from dwpose_edge.auto import choose
 from dwpose_edge.bench.coldstart import cold_start_table
 from dwpose_edge.bench.crops import BenchCrops, DataSource, build_crops, default_bench_data, default_calibration_data
 from dwpose_edge.bench.derive import derive
 from dwpose_edge.bench.measure import cuda_info, machine_info, summarize
 from dwpose_edge.bench.report import write_report
 from dwpose_edge.embedded import default_weights
-from dwpose_edge.errors import InputError, WeightsError
+from dwpose_edge.errors import DwposeEdgeError, InputError, WeightsError
 from dwpose_edge.export.cache import cached_export
 from dwpose_edge.manifest import read_manifest
 from dwpose_edge.onnx_file import is_onnx_path
@@ -302,6 +303,11 @@ def run_bench(models: Sequence[str] = ("dwpose-t",), runtimes: Sequence[str] = R
             report["peers"][model] = _peers(model, w, crops_path, work, threads, repeats, peer_persons, peers,
                                             max_time_s, rounds=peer_rounds)
             bar.update(1)
+            bar.set_description(f"{model}: auto")
+            try:  # what runtime='auto', precision='auto' picks on this machine for these weights, and why
+                report.setdefault("auto", {})[model] = choose(model, w, threads=threads).as_dict()
+            except DwposeEdgeError as exc:
+                report.setdefault("auto", {})[model] = {"status": f"failed: {exc}"}
             if cold_repeats:
                 bar.set_description(f"{model}: cold start")
                 ran = {r["runtime"]: r.get("model_dir") for r in rows
