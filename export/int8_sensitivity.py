@@ -85,7 +85,7 @@ def collect_ranges(onnx_path: str | os.PathLike, tensors: list[str], crops: np.n
     for t in tensors:
         if t not in known:
             proto.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-    sess = _session(proto.SerializeToString(), threads, ort)
+    sess = _session(proto.SerializeToString(), threads)
     lo = dict.fromkeys(tensors, np.inf)
     hi = dict.fromkeys(tensors, -np.inf)
     name = sess.get_inputs()[0].name
@@ -97,9 +97,7 @@ def collect_ranges(onnx_path: str | os.PathLike, tensors: list[str], crops: np.n
     return {t: (lo[t], hi[t]) for t in tensors}
 
 
-def _session(model_bytes: bytes, threads: int | None, ort=None):
-    if ort is None:
-        pass
+def _session(model_bytes: bytes, threads: int | None):
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = int(threads)

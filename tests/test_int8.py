@@ -372,3 +372,25 @@ def test_openvino_spatial_scope_quantizes_only_kxk_convolutions(tmp_path):
     rt = OpenVinoRuntime(tmp_path / "int8.xml", threads=1, precision="int8")
     assert rt.compiled.get_property("INFERENCE_PRECISION_HINT") == (ov.Type.bf16 if has_bf16() else ov.Type.f32)
     assert OpenVinoRuntime(onnx, threads=1).compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_int8_export_end_to_end_on_the_embedded_model(tmp_path, runtime):
+    """The whole INT8 path of `make test` (the trained-model tests are slow): calibration, per-layer
+    sensitivity, the float-layer search and the held-out gate, on the embedded ONNX and the embedded val set."""
+    from dwpose_edge.embedded import default_onnx, embedded_val_set
+    from dwpose_edge.export.pipeline import export_model
+    from dwpose_edge.manifest import read_manifest
+
+    ann, images = embedded_val_set()
+    options = {"n_calib": 48, "n_holdout": 24, "n_probe": 16, "max_fp_layers": 4}
+    export_model("dwpose-t", str(default_onnx("dwpose-t")), tmp_path, targets=[runtime], precisions=["int8"],
+                 threads=2, log=lambda m: None, calib=ann, calib_images=images, int8_options=options,
+                 allow_accuracy_loss=True)
+    art = read_manifest(tmp_path).find({"onnx": "onnxruntime"}.get(runtime, runtime), "int8")
+    extra, validation = art.extra, art.validation
+    assert extra["selection"] and all(0 <= step["probe_within_2px"] <= 1 for step in extra["selection"])
+    assert extra["selection"][-1].get("gate_passed") == validation["gate_passed"]
+    assert len(extra["fp_layers"]) <= 4 and validation["n_crops"] >= 24
+    # a real quantisation: close to fp32 on held-out crops, not identical
+    assert 0.5 < validation["within_2px"] < 1.0 and validation["max_logit_diff"] > 1e-3
