@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dwpose_edge.errors import DataError, InputError
+
 from .backgrounds import sample_background
 from .figure import Look, draw_person
 from .render import Canvas
@@ -69,7 +71,7 @@ def render_clip(seed: int = 0, n_frames: int = 40, size: tuple[int, int] = (480,
                 fps: float = 12.0) -> Clip:
     """Render `n_frames` frames (W, H = `size`) of `n_people` walking people; same arguments, same bytes."""
     if n_frames < 1 or n_people < 1 or min(size) < 64:
-        raise ValueError(f"need n_frames >= 1, n_people >= 1 and a size of at least 64 px, got {n_frames}, "
+        raise InputError(f"need n_frames >= 1, n_people >= 1 and a size of at least 64 px, got {n_frames}, "
                          f"{n_people}, {size}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x71C]))
     w, h = int(size[0]), int(size[1])
@@ -116,7 +118,7 @@ def write_clip(clip: Clip, out_dir: str | os.PathLike) -> Path:
     (out / "frames").mkdir(parents=True, exist_ok=True)
     for t, frame in enumerate(clip.frames):
         if not cv2.imwrite(str(out / "frames" / f"{t:06d}.png"), frame):
-            raise OSError(f"cannot write frame {t} into {out / 'frames'}")
+            raise DataError(f"cannot write frame {t} into {out / 'frames'}")
     present = clip.present()
     frames = []
     for t in range(len(clip.frames)):
@@ -145,7 +147,7 @@ class ClipDetector:
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes = self._boxes.get(_frame_key(image))
         if boxes is None:
-            raise KeyError("ClipDetector: this image is not a frame of its clip")
+            raise InputError("ClipDetector: this image is not a frame of its clip")
         return boxes.copy(), np.ones(len(boxes), np.float32)
 
 
@@ -176,7 +178,7 @@ def score_tracking(clip: Clip, results: list, min_visible: int = 6, max_error: f
     at most `max_error` times the person's box height), and count identity switches."""
     T, P = clip.keypoints.shape[:2]
     if len(results) != T:
-        raise ValueError(f"{len(results)} results for a clip of {T} frames")
+        raise InputError(f"{len(results)} results for a clip of {T} frames")
     errors, ids = np.full((T, P), np.nan), np.full((T, P), -1, np.int64)
     last: dict[int, int] = {}
     switches = matched = missed = extra = 0
