@@ -3,10 +3,11 @@ an .onnx / SDK .zip / registry name, or nothing (the embedded default). What `Es
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from .embedded import default_onnx
-from .errors import InputError, ModelFileError
+from .errors import InputError, ModelFileError, WeightsError
 from .export.cache import cached_export
 from .export.validate import validate, validation_crops
 from .manifest import read_manifest, verified_paths
@@ -24,6 +25,9 @@ def open_pose_runtime(model: str, weights: Any = None, runtime: str = "onnxrunti
     """The runtime of `model` with these weights (see `Estimator` for the sources, in order); any precision but
     fp32 and any checkpoint is exported and validated on first use into the cache."""
     spec = pose_spec(model)
+    if weights is not None and not isinstance(weights, (str, os.PathLike, Mapping)):
+        raise WeightsError("weights must be a checkpoint or .onnx/.zip path, a registry name, 'random', a state dict "
+                           f"or None (the embedded default), got {type(weights).__name__}")
     runtime_class(runtime)  # validates the name before any heavy work
     precisions.support(runtime, precision)  # and the precision (the device is the runtime's to check)
     precisions.check_cpu_feature(runtime, precision)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from tqdm import tqdm
 from .draw import draw
 from .errors import InputError
 from .openpose import draw_openpose
+from .video import writable_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -80,7 +80,7 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
     if fmt not in ("coco", "openpose"):
         raise InputError(f"format must be coco or openpose, got {fmt!r}")
     paths = collect_inputs(inputs)
-    out_path = _writable_file(out) if out else None
+    out_path = writable_path(out, "--out") if out else None
     draw_path = _writable_dir(draw_dir) if draw_dir else None
     results: dict[str, list] = {}
     incomplete: dict[str, dict] = {}
@@ -138,20 +138,6 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
         except OSError as exc:
             raise InputError(f"cannot write results to {out_path}: {exc}") from exc
     return summary
-
-
-def _writable_file(out: str) -> Path:
-    """Check before any work that `out` can be written: its folder exists (or is created) and it is no folder."""
-    path = Path(out)
-    if path.is_dir():
-        raise InputError(f"--out {out} is a folder; give a file name such as {path / 'results.json'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the folder of --out {out}: {exc}") from exc
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"cannot write --out {out}: its folder is not writable")
-    return path
 
 
 def _writable_dir(draw_dir: str) -> Path:

@@ -53,3 +53,13 @@ def tiny_checkpoint(tmp_path_factory):
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A real HTTP server on 127.0.0.1 (tests/http_server.py), one per test module, for download tests."""
+    from http_server import LocalServer  # tests/ is on sys.path from here on (above)
+
+    s = LocalServer()
+    yield s
+    s.close()

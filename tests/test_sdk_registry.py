@@ -8,7 +8,6 @@ import logging
 
 import numpy as np
 import pytest
-from http_server import LocalServer
 from sdk_models import deploy, detection_pipeline, end2end_onnx, pose_pipeline, sdk_files, write_zip
 
 from dwpose_edge import weights as W
@@ -25,13 +24,6 @@ SDK_NAMES = {"yolox-tiny-humanart": "rtmposev1/onnx_sdk/yolox_tiny_8xb8-300e_hum
              "rtmw-m-256x192": "rtmw/onnx_sdk/rtmw-dw-l-m_simcc-cocktail14_270e-256x192_20231122.zip",
              "rtmw-l-256x192": "rtmw/onnx_sdk/rtmw-dw-x-l_simcc-cocktail14_270e-256x192_20231122.zip",
              "rtmw-l-384x288": "rtmw/onnx_sdk/rtmw-dw-x-l_simcc-cocktail14_270e-384x288_20231122.zip"}
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = LocalServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import hashlib
 import socket
 import stat
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,8 @@ from dwpose_edge.errors import ChecksumError, WeightsError
 from dwpose_edge.models import build_model, load_checkpoint
 from dwpose_edge.specs import MODEL_SPECS
 
-from http_server import LocalServer
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = LocalServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture(autouse=True)
