@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -14,7 +13,7 @@ from tqdm import tqdm
 from .draw import draw
 from .errors import InputError
 from .openpose import draw_openpose
-from .video import writable_path
+from .video import open_source, writable_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -41,30 +40,6 @@ def read_image(path: Path) -> np.ndarray:
     if image is None:
         raise InputError(f"cannot read image {path} (not an image, truncated, or an unsupported format)")
     return image
-
-
-def video_frames(path: Path) -> tuple[Iterator[np.ndarray], float, int]:
-    """Frames of a video, its fps and frame count; InputError if OpenCV cannot decode it."""
-    cap = cv2.VideoCapture(str(path))
-    ok, first = cap.read() if cap.isOpened() else (False, None)
-    if not ok:
-        cap.release()
-        raise InputError(f"cannot open or decode video {path} (corrupt file or a codec OpenCV lacks)")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    count = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            yield first
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                yield frame
-        finally:
-            cap.release()
-
-    return frames(), fps, count
 
 
 def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | None = None,
@@ -95,7 +70,8 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
     bar = tqdm(paths, desc="predict", unit="file", disable=not progress or len(paths) < 2)
     for path in bar:
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            stream, fps, count = video_frames(path)
+            source = open_source(path)  # InputError when OpenCV cannot decode it
+            stream, fps, count = source, source.fps, source.frame_count
             writer = None
             entries = []
             for i, frame in enumerate(tqdm(stream, total=count or None, desc=path.name, unit="frame",

@@ -93,14 +93,15 @@ def open_source(source: str | int | os.PathLike, fps: float | None = None) -> Fr
     if kind == "image":
         return _folder(path, fps or DEFAULT_FPS, files=[path])
     return _capture(cv2.VideoCapture(str(path)), str(path), fps, live=False,
-                    hint="a corrupt file or a codec OpenCV lacks")
+                    hint="a corrupt file or a codec OpenCV lacks", verb="decode video")
 
 
-def _capture(cap: cv2.VideoCapture, name: str, fps: float | None, live: bool, hint: str) -> FrameSource:
+def _capture(cap: cv2.VideoCapture, name: str, fps: float | None, live: bool, hint: str,
+             verb: str = "read") -> FrameSource:
     ok, first = cap.read() if cap.isOpened() else (False, None)
     if not ok or first is None:
         cap.release()
-        raise InputError(f"cannot open or read {name}: {hint}")
+        raise InputError(f"cannot open or {verb} {name}: {hint}")
     rate = fps or cap.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
     count = 0 if live else max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
 
