@@ -108,6 +108,10 @@ class Estimator:
             self._check_logits(sx, sy)
             xs.append(sx)
             ys.append(sy)
+        if len(xs) == 1:
+            # no copy: a fresh multi-MB array per call pays its page faults (glibc trims the freed heap), measured
+            # 3.5 ms of a 35 ms call at 8 persons (OpenVINO bf16, 1 thread)
+            return xs[0], ys[0]
         return np.concatenate(xs), np.concatenate(ys)
 
     def _check_logits(self, simcc_x: np.ndarray, simcc_y: np.ndarray) -> None:

@@ -12,7 +12,11 @@ from dwpose_edge.runtimes import precisions
 
 @runtime_checkable
 class Runtime(Protocol):
-    """A loaded pose model on one backend. `batch` is (N,3,H,W) float32 normalized RGB."""
+    """A loaded pose model on one backend. `batch` is (N,3,H,W) float32 normalized RGB.
+
+    `infer` returns arrays the caller owns (no buffer reused by a later call): the Estimator hands them on
+    without a copy (tests/test_concurrency.py keeps earlier calls' logits and compares them).
+    """
 
     name: str
     input_size: tuple[int, int]  # (W, H)
