@@ -9,6 +9,7 @@ import pytest
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("OPENVINO_TELEMETRY", "0")
 
+from dwpose_edge import weights as W  # noqa: E402
 from dwpose_edge.data import DATA_DIR  # noqa: E402
 
 
@@ -63,3 +64,15 @@ def server():
     s = LocalServer()
     yield s
     s.close()
+
+
+@pytest.fixture
+def weights_env(tmp_path, monkeypatch, server):
+    """A fresh weights cache under tmp_path, no mirror, nothing verified yet, the server with no routes."""
+    monkeypatch.setenv(W.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(W.MIRROR_ENV, raising=False)
+    W._VERIFIED.clear()
+    server.routes.clear()
+    server.requests.clear()
+    yield
+    W._VERIFIED.clear()

@@ -27,14 +27,9 @@ SDK_NAMES = {"yolox-tiny-humanart": "rtmposev1/onnx_sdk/yolox_tiny_8xb8-300e_hum
 
 
 @pytest.fixture(autouse=True)
-def mirror(tmp_path, monkeypatch, server):
-    monkeypatch.setenv(W.CACHE_ENV, str(tmp_path / "cache"))
+def mirror(weights_env, monkeypatch, server):
+    """An empty weights cache (conftest.weights_env) whose downloads go to the local server's /m mirror."""
     monkeypatch.setenv(W.MIRROR_ENV, server.url("/m"))
-    W._VERIFIED.clear()
-    server.routes.clear()
-    server.requests.clear()
-    yield
-    W._VERIFIED.clear()
 
 
 @pytest.fixture(scope="module")

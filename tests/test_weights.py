@@ -21,14 +21,8 @@ from dwpose_edge.specs import MODEL_SPECS
 
 
 @pytest.fixture(autouse=True)
-def clean_env(tmp_path, monkeypatch, server):
-    monkeypatch.setenv(W.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(W.MIRROR_ENV, raising=False)
-    W._VERIFIED.clear()
-    server.routes.clear()
-    server.requests.clear()
-    yield
-    W._VERIFIED.clear()
+def clean_env(weights_env):
+    """Every test starts from an empty weights cache (conftest.weights_env)."""
 
 
 @pytest.fixture(scope="module")

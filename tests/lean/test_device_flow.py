@@ -2,6 +2,7 @@
 ONNX file, the CLI, and folders exported in the full environment and copied here, per installed runtime."""
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import subprocess
@@ -13,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
+import dwpose_edge
 from dwpose_edge import Estimator
 from dwpose_edge.data import DATA_DIR
 from dwpose_edge.embedded import default_onnx
@@ -37,6 +39,11 @@ def test_torch_is_absent():
     import dwpose_edge.cli  # noqa: F401  everything the CLI imports at start loads without torch
 
     assert "torch" not in sys.modules
+
+
+def test_installed_version_is_the_package_version():
+    """pyproject reads the version from dwpose_edge/version.py: the wheel's metadata and the module agree."""
+    assert importlib.metadata.version("dwpose-edge") == dwpose_edge.__version__
 
 
 def test_embedded_default_runs_without_torch(cases):
