@@ -15,7 +15,6 @@ from .errors import DwposeEdgeError
 from .estimator import Estimator
 from .evaluation.backend import load_backend, require_evaluator, warn_without_evaluator
 from .evaluation.metric import evaluate_estimator, format_results
-from .export.pipeline import export_model
 from .predict import run_predict
 from .runtimes import precisions as table
 from .runtimes.base import require
@@ -59,6 +58,8 @@ def _csv(text: str) -> list[str]:
 def cmd_export(args: argparse.Namespace) -> int:
     if "int8" in _csv(args.precision):
         warn_without_evaluator("the int8 gate checks keypoint agreement only, not the AP drop")
+    from .export.pipeline import export_model  # loads onnx (~0.45 s): `predict` and the rest start without it
+
     path = export_model(args.model, args.weights, args.out, targets=_csv(args.to), precisions=_csv(args.precision),
                         threads=args.threads, calib=args.calib, calib_images=args.calib_images,
                         allow_accuracy_loss=args.allow_accuracy_loss)

@@ -11,7 +11,7 @@ from pathlib import Path
 from .data import DATA_DIR
 from .errors import ChecksumError, WeightsError
 from .hashing import sha256_file
-from .onnx_file import onnx_metadata
+from .onnx_file import onnx_metadata, vouch
 
 # model name -> (file in dwpose_edge/data, its sha256); written by `python -m dwpose_edge.train.embed`.
 # dwpose-t: the TPD student of docs/MODEL_CARD.md (stage 1, distilled from a DWPose-s teacher; both trained
@@ -40,8 +40,11 @@ def default_weights(model: str) -> Path:
 
 
 def default_onnx(model: str) -> Path:
-    """Path of the embedded ONNX of `model` (the default of every non-torch runtime) after its sha256 check."""
-    return _embedded_file(EMBEDDED_ONNX, model)
+    """Path of the embedded ONNX of `model` (the default of every non-torch runtime) after its sha256 check
+    (the pinned hash is of a file checked and validated when it was made: vouched for, not parsed again)."""
+    path = _embedded_file(EMBEDDED_ONNX, model)
+    vouch(path)
+    return path
 
 
 def _embedded_file(table: dict[str, tuple[str, str]], model: str) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 
 from dwpose_edge.errors import ModelFileError
 from dwpose_edge.hashing import sha256_file
+from dwpose_edge.onnx_file import ensure_checked
 
 MANIFEST = "manifest.json"
 FORMAT = "dwpose-edge-model/1"
@@ -120,7 +121,8 @@ def _artifact(entry: Any) -> Artifact:
 
 
 def verified_paths(folder: str | os.PathLike, artifact: Artifact) -> dict[str, Path]:
-    """Paths of an artifact's files after checking each one's sha256 against the manifest."""
+    """Paths of an artifact's files after checking each one's sha256 against the manifest, and an .onnx among them
+    with `onnx_file.ensure_checked` (in full the first time this machine sees its hash)."""
     folder = Path(folder)
     paths = artifact.paths(folder)
     for role, p in paths.items():
@@ -134,4 +136,6 @@ def verified_paths(folder: str | os.PathLike, artifact: Artifact) -> dict[str, P
         if want != got:
             raise ModelFileError(f"{p} does not match its sha256 in {MANIFEST} (expected {want}, got {got}): "
                                  "the file was modified or corrupted; re-export the folder")
+        if p.suffix.lower() == ".onnx":
+            ensure_checked(p, sha256=got)  # parsed once per machine for this hash (onnx_file)
     return paths

@@ -1,21 +1,94 @@
 """Checks of an ONNX model file before any runtime sees it (corrupt, wrong kind, NaN weights): runtimes and
-detectors need them without the exporter."""
+detectors need them without the exporter.
+
+`onnx` is imported on first check, not with the package: it costs ~0.45 s (its ml_dtypes 0.7 dependency alone),
+more than the rest of a cold start. So a file is checked once per process (`ensure_checked`), the embedded
+default is vouched for by its pinned sha256 (checked when it was made), and a file whose sha256 the caller
+verified (an export folder's manifest; a user's .onnx, hashed by `pose_onnx`) is checked once per machine and
+package version: its sha256 is recorded in the cache (`checked_onnx/`, with what the checks found) after it
+passes, and later processes trust a file with that hash without parsing it. A file new to this machine,
+whatever a manifest says of it, is checked in full.
+"""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, numpy_helper
 
 from dwpose_edge.errors import ModelFileError
+from dwpose_edge.version import __version__
+from dwpose_edge.weights import cache_dir
+
+if TYPE_CHECKING:
+    import onnx
+
+# (resolved path, inode, size, mtime_ns, ctime_ns, n_outputs) of files checked or vouched for in this process
+_CHECKED: set[tuple] = set()
+
+
+def _key(path: Path, n_outputs: int) -> tuple:
+    st = path.stat()
+    return os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, n_outputs
+
+
+def vouch(path: str | os.PathLike, n_outputs: int = 2) -> None:
+    """Record `path` as checked: call only after its bytes matched the sha256 of a file that passed the checks."""
+    _CHECKED.add(_key(Path(path), n_outputs))
+
+
+def ensure_checked(path: str | os.PathLike, n_outputs: int = 2, contract: str | None = None,
+                   sha256: str | None = None) -> None:
+    """`check_onnx_file` unless this file (same path, inode, size, times) was checked or vouched for in this
+    process, or `sha256` (the file's hash, verified by the caller) passed the check before on this machine."""
+    path = Path(path)
+    if path.is_file() and _key(path, n_outputs) in _CHECKED:
+        return
+    kind = f"outputs{int(n_outputs)}"
+    if sha256 is not None and recall(sha256, kind) is not None:
+        vouch(path, n_outputs)
+        return
+    check_onnx_file(path, n_outputs, contract)
+    if sha256 is not None:
+        remember(sha256, kind, {})
+
+
+def recall(sha256: str, kind: str) -> dict | None:
+    """What `remember` recorded for a file with this sha256 passing the `kind` checks, if this package version
+    recorded it (another version may check differently), else None."""
+    try:
+        doc = json.loads(_record(sha256, kind).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("version") == __version__ else None
+
+
+def remember(sha256: str, kind: str, facts: dict) -> None:
+    """Record in the cache that a file with this sha256 passed the `kind` checks, with what they found."""
+    record = _record(sha256, kind)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**facts, "version": __version__}))
+        os.replace(tmp, record)
+    except OSError:  # a read-only cache: the file is simply checked again next time
+        pass
+
+
+def _record(sha256: str, kind: str) -> Path:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ModelFileError(f"not a sha256 hex digest: {sha256!r}")
+    return cache_dir() / "checked_onnx" / f"{sha256}_{kind}.json"
 
 
 def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2, contract: str | None = None) -> onnx.ModelProto:
     """Load and check an ONNX file before any runtime sees it; ModelFileError if corrupt or of the wrong kind
     (one input and `n_outputs` outputs: 2 for a SimCC pose model, 1 for a YOLOX detector; `contract` words
     the expectation in the error instead)."""
+    import onnx  # ~0.45 s: only when a file is really checked (module doc)
+
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder, not an ONNX file; for a folder written by `dwpose-edge export` "
@@ -39,11 +112,14 @@ def check_onnx_file(path: str | os.PathLike, n_outputs: int = 2, contract: str |
     if bad:
         raise ModelFileError(f"{path} has NaN/inf weights in {bad[:5]}: the file is corrupt; re-export or "
                              "re-download it")
+    _CHECKED.add(_key(path, n_outputs))
     return proto
 
 
 def _non_finite_initializers(proto) -> list[str]:
     """Names of floating-point initializers holding NaN or inf (external data is not loaded here)."""
+    from onnx import TensorProto, numpy_helper
+
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
     bad = []
     for init in proto.graph.initializer:
@@ -56,6 +132,8 @@ def _non_finite_initializers(proto) -> list[str]:
 
 def onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata_props of an ONNX file (key -> value), without loading external data."""
+    import onnx
+
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 

@@ -11,7 +11,6 @@ from typing import Any
 from dwpose_edge.embedded import default_onnx, embedded_val_set
 from dwpose_edge.errors import ExportError
 from dwpose_edge.export.calibration import calibration_key
-from dwpose_edge.export.pipeline import export_model
 from dwpose_edge.hashing import sha256_file
 from dwpose_edge.manifest import MANIFEST
 from dwpose_edge.onnx_file import is_onnx_path
@@ -69,6 +68,8 @@ def cached_export(model: str, weights: Any, runtime: str, precision: str, *, thr
             raise ExportError(f"cannot create the export cache folder {folder}: {exc}; set DWPOSE_EDGE_CACHE "
                               "to a writable folder") from exc
         target = {"onnxruntime": "onnx"}.get(runtime, runtime)
+        from dwpose_edge.export.pipeline import export_model  # loads onnx (~0.45 s): only when exporting
+
         export_model(model, source, folder, targets=[target], precisions=[precision], threads=threads,
                      log=lambda msg: None, calib=calib, calib_images=calib_images,
                      allow_accuracy_loss=allow_accuracy_loss)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
-from dwpose_edge.onnx_file import check_onnx_file
+from dwpose_edge.onnx_file import check_onnx_file, ensure_checked
 from dwpose_edge.runtimes.base import check_batch, require
 from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
 
@@ -26,7 +26,7 @@ class OnnxRuntime:
                  input_size: tuple[int, int] | None = None, precision: str = "fp32") -> None:
         ort = require("onnxruntime", "dwpose-edge")
 
-        check_onnx_file(path)
+        ensure_checked(path)
         device = device.lower()
         if device not in PROVIDERS:
             raise InputError(f"onnxruntime device must be one of {sorted(PROVIDERS)}, got {device!r}")
@@ -43,6 +43,7 @@ class OnnxRuntime:
         try:
             self.session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=PROVIDERS[device])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
+            check_onnx_file(path)  # a file vouched for by its hash may still be bad: name what is wrong with it
             raise ModelFileError(f"onnxruntime cannot load {path}: {_first_line(exc)}; the file uses operators or "
                                  "types this onnxruntime lacks, or is not a pose model: re-export it") from exc
         if self.session.get_providers()[0] != wanted:

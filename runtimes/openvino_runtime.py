@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from dwpose_edge.errors import InputError, ModelFileError, RuntimeUnavailableError
-from dwpose_edge.onnx_file import check_onnx_file
+from dwpose_edge.onnx_file import check_onnx_file, ensure_checked
 from dwpose_edge.runtimes.base import check_batch, require
 from dwpose_edge.runtimes.cpu_features import has_bf16, require_bf16
 from dwpose_edge.runtimes.io_names import input_size_from_shape, order_outputs
@@ -55,7 +55,7 @@ class OpenVinoRuntime:
             raise InputError(f"openvino precision must be one of {sorted(PRECISION_HINTS)}, got {precision!r}")
         path = os.fspath(path)
         if path.endswith(".onnx"):
-            check_onnx_file(path)
+            ensure_checked(path)
         else:
             check_ir_files(path)
         core = ov.Core()
@@ -70,6 +70,8 @@ class OpenVinoRuntime:
         try:
             model = core.read_model(path)
         except Exception as exc:
+            if path.endswith(".onnx"):
+                check_onnx_file(path)  # a file vouched for by its hash may still be bad: name what is wrong with it
             raise ModelFileError(f"OpenVINO cannot read {path}: {ov_error_summary(exc)}; the file is corrupt, "
                                  "truncated or not a pose model: re-export it") from exc
         inp = model.inputs[0]

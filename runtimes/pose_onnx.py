@@ -12,16 +12,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from dwpose_edge.errors import ModelFileError
-from dwpose_edge.onnx_file import check_onnx_file
+from dwpose_edge.hashing import sha256_file
+from dwpose_edge.onnx_file import check_onnx_file, recall, remember, vouch
 from dwpose_edge.sdk_pipeline import POSE, SdkPipeline
 from dwpose_edge.sdk_zip import open_sdk_zip
 from dwpose_edge.specs import BBOX_PADDING, MEAN_RGB, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, STD_RGB
 from dwpose_edge.weights import REGISTRY, cached_sha256, resolve_weights
+
+if TYPE_CHECKING:
+    import onnx
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,20 @@ def pose_onnx(weights: str | os.PathLike, sha256: str | None = None) -> PoseOnnx
         return PoseOnnx(sdk.onnx, size, model)
     if path.suffix.lower() != ".onnx":
         raise ModelFileError(f"{path}: a pose model file must be an .onnx or an OpenMMLab SDK .zip")
+    if not path.is_file():
+        check_onnx_file(path)  # names a folder / a missing file
+    sha256 = cached_sha256(path) or sha256_file(path)
+    known = recall(sha256, "pose")  # these bytes passed every check below before, on this machine
+    if known is not None:
+        vouch(path)
+        return PoseOnnx(path, tuple(known["input_size"]) if known["input_size"] else None, model)
     proto = check_onnx_file(path)  # corrupt, empty, NaN weights, wrong number of inputs/outputs
     meta = {p.key: p.value for p in proto.metadata_props}
     check_metadata(meta, os.fspath(path))
     declared = _size_from_metadata(meta.get("dwpose_edge.input_size"), os.fspath(path))
-    return PoseOnnx(path, _check_graph(proto.graph, path, declared), model)
+    size = _check_graph(proto.graph, path, declared)
+    remember(sha256, "pose", {"input_size": list(size) if size else None})
+    return PoseOnnx(path, size, model)
 
 
 def check_pose_pipeline(p: SdkPipeline, source: str) -> None:

@@ -300,7 +300,7 @@ def test_cli_export_passes_int8_arguments(monkeypatch, tmp_path):
         seen.update(kw, model=model)
         return tmp_path / "manifest.json"
 
-    monkeypatch.setattr("dwpose_edge.cli.export_model", fake_export)
+    monkeypatch.setattr("dwpose_edge.export.pipeline.export_model", fake_export)  # cli imports it per call
     rc = cli.main(["export", "--weights", "random", "--out", str(tmp_path), "--to", "onnx", "--precision", "int8",
                    "--calib", "ann.json", "--calib-images", "imgs", "--allow-accuracy-loss"])
     assert rc in (0, None)

@@ -21,10 +21,12 @@ FOLDERS = {"dwpose_edge": "dwpose_edge", "runtimes": "dwpose_edge.runtimes", "ex
 BASE = {"errors", "version", "specs", "hashing", "manifest", "weights", "embedded", "onnx_file", "sdk_zip",
         "sdk_pipeline", "preprocess", "postprocess", "result", "draw", "openpose", "skeleton", "data"}
 ROOMS = ["base", "runtimes", "detectors", "models", "evaluation", "export", "api", "train", "bench", "cli"]
-# packages a module may import inside a function: optional backends, heavy or absent on devices
+# packages a module may import inside a function: optional backends, heavy or absent on devices. onnx is a core
+# dependency but ~0.45 s to import (ml_dtypes 0.7): loaded when a file is really checked or exported, never for
+# the embedded default or an export folder (test_running_path_loads_no_onnx)
 OPTIONAL = {"torch", "torchvision", "openvino", "ncnn", "nncf", "pnnx", "onnxsim", "matplotlib", "xtcocotools",
             "xthotcoco", "scipy", "yaml", "psutil", "pytest", "rtmlib", "onnxscript", "controlnet_aux",
-            "onnxruntime.quantization"}  # onnxruntime's quantization tools: export time only, slow to import
+            "onnxruntime.quantization", "onnx"}  # onnxruntime's quantization tools: export time only, slow
 
 
 def room_of(module: str) -> str:
@@ -144,6 +146,21 @@ def test_importing_the_package_and_cli_loads_no_torch_or_optional_runtime():
             "print(sorted(m for m in ('torch', 'openvino', 'ncnn', 'nncf', 'matplotlib') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_running_path_loads_no_onnx():
+    """`onnx` (~0.45 s to import) stays out of a device's start: import, CLI, and the embedded default on
+    onnxruntime and OpenVINO up to the first keypoints (files vouched for by their sha256, not parsed)."""
+    code = ("import importlib.util, sys, cv2, dwpose_edge.cli\n"
+            "from dwpose_edge import Estimator\n"
+            "from dwpose_edge.data import DATA_DIR\n"
+            "image = cv2.imread(str(DATA_DIR / 'grace_hopper.jpg'))\n"
+            "runtimes = ['onnxruntime'] + (['openvino'] if importlib.util.find_spec('openvino') else [])\n"
+            "for rt in runtimes:\n"
+            "    assert len(Estimator(runtime=rt, threads=1)(image)) == 1\n"
+            "print(runtimes, sorted(m for m in ('onnx', 'ml_dtypes', 'torch') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
+    assert proc.stdout.strip().endswith("[]"), proc.stdout
 
 
 @pytest.mark.parametrize("module", ["dwpose_edge.runtimes.onnxruntime_runtime", "dwpose_edge.detectors",
