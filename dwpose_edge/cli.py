@@ -5,22 +5,25 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
 from .bench.cli import add_parser as add_bench_parser
 from .demo import run_demo
 from .detectors import detector_names
-from .errors import DwposeEdgeError
+from .errors import DwposeEdgeError, InputError
 from .estimator import Estimator
 from .evaluation.backend import load_backend, require_evaluator, warn_without_evaluator
 from .evaluation.metric import evaluate_estimator, format_results
+from .export.cache import export_cache_entries, prune_export_cache
 from .predict import run_predict
 from .runtimes import precisions as table
 from .runtimes.base import require
 from .specs import MODEL_SPECS, RTMW_SPECS
 from .track_cli import add_track_args, run_tracking, wants_tracking
 from .train.synth_cli import add_parser as add_synth_parser
+from .weights import cache_dir
 
 
 def _estimator(args: argparse.Namespace, **extra):
@@ -109,6 +112,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"evaluator: {backend.describe()}")
     if args.out:  # parts at the top level (train.compare reads them), plus which evaluator scored them
         Path(args.out).write_text(json.dumps({**results, "evaluator": backend.describe()}, indent=2))
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    if args.unused_days is not None and not args.unused_days >= 0:  # also refuses nan
+        raise InputError(f"--unused-days must be >= 0, got {args.unused_days}")
+    if args.prune or args.clear:
+        removed = prune_export_cache(args.unused_days, everything=args.clear)
+        print(f"removed {len(removed)} folder(s), {sum(e.bytes for e in removed) / 1e6:.1f} MB")
+        return 0
+    if args.unused_days is not None:
+        raise InputError("--unused-days goes with --prune")
+    entries = export_cache_entries()
+    now = time.time()
+    for e in entries:
+        days = (now - e.path.stat().st_mtime) / 86400
+        what = f"{e.model} {','.join(e.artifacts)}" if e.model else ""
+        print(f"{e.status:13s} {e.bytes / 1e6:8.1f} MB  used {days:5.1f} d ago  {e.path.name}  {what}")
+    stale = [e for e in entries if e.stale]
+    print(f"{len(entries)} export folder(s) in {cache_dir() / 'exports'}: {sum(e.bytes for e in entries) / 1e6:.1f} MB; "
+          f"{len(stale)} stale ({sum(e.bytes for e in stale) / 1e6:.1f} MB: unfinished or another version's), "
+          "removed by --prune")
     return 0
 
 
@@ -226,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_synth_parser(sub)
     add_bench_parser(sub)
+
+    p = sub.add_parser("cache", help="list the export cache (models exported on first use); --prune / --clear it")
+    p.add_argument("--prune", action="store_true", help="remove unfinished exports and those of other dwpose-edge "
+                                                         "versions (never opened again)")
+    p.add_argument("--unused-days", type=float, default=None, metavar="N",
+                   help="with --prune: also remove exports not written or opened for N days")
+    p.add_argument("--clear", action="store_true", help="remove every export (re-made on first use; downloaded "
+                                                         "weights stay)")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("demo", help="draw the official DWPose-t on the bundled photos (fetched once, verified) "
                                      "and the embedded model on a generated validation image")

@@ -3,20 +3,27 @@ once per weights file, package version and calibration data. The Estimator's exp
 benchmark both read and fill it."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dwpose_edge.embedded import default_onnx, embedded_val_set
-from dwpose_edge.errors import ExportError
+from dwpose_edge.errors import DwposeEdgeError, ExportError
 from dwpose_edge.export.calibration import calibration_key
 from dwpose_edge.hashing import sha256_file
-from dwpose_edge.manifest import MANIFEST
+from dwpose_edge.manifest import MANIFEST, read_manifest
 from dwpose_edge.onnx_file import is_onnx_path
 from dwpose_edge.runtimes.base import require
 from dwpose_edge.version import __version__
 from dwpose_edge.weights import cache_dir, resolve_weights
+
+PARTIAL = ".partial"  # suffix of a folder an export is still writing (or was killed writing)
 
 
 def export_source(model: str, weights: Any) -> Any:
@@ -61,16 +68,89 @@ def cached_export(model: str, weights: Any, runtime: str, precision: str, *, thr
         raise ExportError("a state dict cannot be cached (no file to key it by): save it as a .pth first, or "
                           "export it with dwpose_edge.export.pipeline.export_model")
     folder = export_cache_folder(model, source, runtime, precision, calib, calib_images, allow_accuracy_loss)
-    if not (folder / MANIFEST).is_file():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ExportError(f"cannot create the export cache folder {folder}: {exc}; set DWPOSE_EDGE_CACHE "
-                              "to a writable folder") from exc
-        target = {"onnxruntime": "onnx"}.get(runtime, runtime)
+    if (folder / MANIFEST).is_file():
+        with contextlib.suppress(OSError):
+            os.utime(folder)  # last use, for `dwpose-edge cache --prune --unused-days N`
+        return folder
+    # written into a staging folder and renamed when complete: a failed export leaves nothing behind, and of two
+    # processes exporting the same folder at once the first to finish wins
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.{threading.get_ident()}{PARTIAL}")
+    try:
+        staging.mkdir(parents=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the export cache folder {staging}: {exc}; set DWPOSE_EDGE_CACHE "
+                          "to a writable folder") from exc
+    try:
         from dwpose_edge.export.pipeline import export_model  # loads onnx (~0.45 s): only when exporting
 
-        export_model(model, source, folder, targets=[target], precisions=[precision], threads=threads,
-                     log=lambda msg: None, calib=calib, calib_images=calib_images,
-                     allow_accuracy_loss=allow_accuracy_loss)
+        export_model(model, source, staging, targets=[{"onnxruntime": "onnx"}.get(runtime, runtime)],
+                     precisions=[precision], threads=threads, log=lambda msg: None, calib=calib,
+                     calib_images=calib_images, allow_accuracy_loss=allow_accuracy_loss)
+        if folder.is_dir() and not (folder / MANIFEST).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder of an older version of this code
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / MANIFEST).is_file():  # not another process's finished export: a real failure
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One folder of the export cache and what it holds."""
+
+    path: Path
+    bytes: int
+    status: str  # 'ok', 'incomplete' (no manifest), 'partial' (an export in progress or killed), 'other version'
+    model: str = ""
+    artifacts: tuple[str, ...] = ()  # 'runtime/precision'
+
+    @property
+    def stale(self) -> bool:
+        """Never opened again by this package version: an unfinished folder or another version's export."""
+        return self.status != "ok"
+
+
+def export_cache_entries() -> list[CacheEntry]:
+    """Every folder of the export cache (`<cache dir>/exports`), oldest first."""
+    root = cache_dir() / "exports"
+    if not root.is_dir():
+        return []
+    entries = []
+    for path in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime):
+        if not path.is_dir():
+            continue
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        if path.name.endswith(PARTIAL):
+            entries.append(CacheEntry(path, size, "partial"))
+            continue
+        try:
+            manifest = read_manifest(path)
+        except DwposeEdgeError:
+            entries.append(CacheEntry(path, size, "incomplete"))
+            continue
+        arts = tuple(f"{a.runtime}/{a.precision}" for a in manifest.artifacts)
+        version = (manifest.info.get("versions") or {}).get("dwpose-edge")
+        entries.append(CacheEntry(path, size, "ok" if version == __version__ else "other version", manifest.model,
+                                  arts))
+    return entries
+
+
+def prune_export_cache(unused_days: float | None = None, everything: bool = False,
+                       partial_age_s: float = 86400.0) -> list[CacheEntry]:
+    """Delete the stale folders, those unused for `unused_days` (last written or opened from the cache), or
+    `everything`; return what was deleted. A staging folder is left alone for `partial_age_s` after its last
+    write, in case its export is still running (unless `everything`)."""
+    removed = []
+    now = time.time()
+    for entry in export_cache_entries():
+        idle = now - entry.path.stat().st_mtime
+        if entry.status == "partial" and not everything and idle < partial_age_s:
+            continue
+        if everything or entry.stale or (unused_days is not None and idle > unused_days * 86400.0):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry)
+    return removed
