@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from dwpose_edge.errors import ModelFileError
+from dwpose_edge.hashing import sha256_file
 from dwpose_edge.version import __version__
-from dwpose_edge.weights import cache_dir
+from dwpose_edge.weights import cache_dir, cached_sha256
 
 if TYPE_CHECKING:
     import onnx
@@ -53,6 +54,24 @@ def ensure_checked(path: str | os.PathLike, n_outputs: int = 2, contract: str | 
     check_onnx_file(path, n_outputs, contract)
     if sha256 is not None:
         remember(sha256, kind, {})
+
+
+def checked_facts(path: str | os.PathLike, kind: str, inspect: Callable[[onnx.ModelProto], dict],
+                  n_outputs: int = 2, contract: str | None = None) -> dict:
+    """What `inspect` (which may raise ModelFileError) finds in the checked ONNX file at `path`: from the cache
+    when a file with the same sha256 passed `check_onnx_file` and `inspect` before (`kind` names the inspection),
+    else by loading `onnx` and parsing the file, then recorded. Hashing costs ~0.6 ms per MB."""
+    path = Path(path)
+    if not path.is_file():
+        check_onnx_file(path, n_outputs, contract)  # names the problem: a folder, a missing file
+    sha256 = cached_sha256(path) or sha256_file(path)
+    known = recall(sha256, kind)
+    if known is not None:
+        vouch(path, n_outputs)
+        return known
+    facts = inspect(check_onnx_file(path, n_outputs, contract))
+    remember(sha256, kind, facts)
+    return facts
 
 
 def recall(sha256: str, kind: str) -> dict | None:

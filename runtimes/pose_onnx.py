@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dwpose_edge.errors import ModelFileError
-from dwpose_edge.hashing import sha256_file
-from dwpose_edge.onnx_file import check_onnx_file, recall, remember, vouch
+from dwpose_edge.onnx_file import check_onnx_file, checked_facts
 from dwpose_edge.sdk_pipeline import POSE, SdkPipeline
 from dwpose_edge.sdk_zip import open_sdk_zip
 from dwpose_edge.specs import BBOX_PADDING, MEAN_RGB, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, STD_RGB
@@ -69,20 +68,18 @@ def pose_onnx(weights: str | os.PathLike, sha256: str | None = None) -> PoseOnnx
         return PoseOnnx(sdk.onnx, size, model)
     if path.suffix.lower() != ".onnx":
         raise ModelFileError(f"{path}: a pose model file must be an .onnx or an OpenMMLab SDK .zip")
-    if not path.is_file():
-        check_onnx_file(path)  # names a folder / a missing file
-    sha256 = cached_sha256(path) or sha256_file(path)
-    known = recall(sha256, "pose")  # these bytes passed every check below before, on this machine
-    if known is not None:
-        vouch(path)
-        return PoseOnnx(path, tuple(known["input_size"]) if known["input_size"] else None, model)
-    proto = check_onnx_file(path)  # corrupt, empty, NaN weights, wrong number of inputs/outputs
+    # corrupt, empty, NaN weights, wrong number of inputs/outputs (check_onnx_file); normalisation and size here
+    facts = checked_facts(path, "pose", lambda proto: {"input_size": _pose_input_size(proto, path)})
+    return PoseOnnx(path, tuple(facts["input_size"]) if facts["input_size"] else None, model)
+
+
+def _pose_input_size(proto: onnx.ModelProto, path: Path) -> list[int] | None:
+    """(W, H) of a checked pose ONNX after its metadata and graph checks (ModelFileError if they fail)."""
     meta = {p.key: p.value for p in proto.metadata_props}
     check_metadata(meta, os.fspath(path))
     declared = _size_from_metadata(meta.get("dwpose_edge.input_size"), os.fspath(path))
     size = _check_graph(proto.graph, path, declared)
-    remember(sha256, "pose", {"input_size": list(size) if size else None})
-    return PoseOnnx(path, size, model)
+    return list(size) if size else None
 
 
 def check_pose_pipeline(p: SdkPipeline, source: str) -> None:

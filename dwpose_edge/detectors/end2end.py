@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelFileError
-from ..onnx_file import check_onnx_file
+from ..onnx_file import checked_facts
 from ..preprocess import check_image
 from ..sdk_pipeline import DETECTION, PadStep, SdkPipeline
 from ..sdk_zip import open_sdk_zip
@@ -75,6 +75,17 @@ def _padded(hw: tuple[int, int], step: PadStep) -> tuple[int, int]:
     return th, tw
 
 
+def _end2end_graph(proto, path: str | os.PathLike) -> dict:
+    """The fixed input (H, W) or None and the output order (dets, labels) of a checked end2end ONNX."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or (dims[1].dim_value not in (0, 3)):
+        raise ModelFileError(f"{path}: input is not (1,3,H,W), so not an end2end detector")
+    fixed = [dims[2].dim_value, dims[3].dim_value] if dims[2].dim_value and dims[3].dim_value else None
+    ranks = [len(o.type.tensor_type.shape.dim) for o in proto.graph.output]
+    return {"fixed_hw": fixed, "order": list(_output_order([o.name for o in proto.graph.output], ranks,
+                                                            os.fspath(path)))}
+
+
 class End2EndDetector:
     """An mmdeploy end2end detector ONNX with the preprocessing of its `pipeline.json`, on onnxruntime or
     OpenVINO. Persons: label `person_label` (0: COCO's and HumanArt's person) with score > `score_threshold`."""
@@ -83,17 +94,13 @@ class End2EndDetector:
                  score_threshold: float = 0.3, person_label: int = 0, threads: int | None = None) -> None:
         if pipeline.task != DETECTION:
             raise ModelFileError(f"{path}: its pipeline is a {pipeline.task} model's, not a detector's")
-        proto = check_onnx_file(path, n_outputs=2, contract="an mmdeploy end2end detector has one input and two "
-                                                            "outputs (dets, labels)")
-        dims = proto.graph.input[0].type.tensor_type.shape.dim
-        if len(dims) != 4 or (dims[1].dim_value not in (0, 3)):
-            raise ModelFileError(f"{path}: input is not (1,3,H,W), so not an end2end detector")
-        self.fixed_hw = (dims[2].dim_value, dims[3].dim_value) if dims[2].dim_value and dims[3].dim_value else None
+        facts = checked_facts(path, "end2end", lambda proto: _end2end_graph(proto, path), n_outputs=2,
+                              contract="an mmdeploy end2end detector has one input and two outputs (dets, labels)")
+        self.fixed_hw = tuple(facts["fixed_hw"]) if facts["fixed_hw"] else None
         self.path, self.pipeline = os.fspath(path), pipeline
         self.score_threshold, self.person_label = float(score_threshold), int(person_label)
         self._run, names = open_session(path, runtime, threads)
-        ranks = [len(o.type.tensor_type.shape.dim) for o in proto.graph.output]
-        self._dets, self._labels = _output_order([o.name for o in proto.graph.output], ranks, self.path)
+        self._dets, self._labels = facts["order"]
 
     @classmethod
     def from_sdk_zip(cls, path: str | os.PathLike, sha256: str | None = None, **kwargs) -> "End2EndDetector":

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelFileError
-from ..onnx_file import check_onnx_file
+from ..onnx_file import checked_facts
 from ..preprocess import check_image
 from .boxes import clip_boxes, nms
 from .onnx_session import open_session
@@ -44,15 +44,19 @@ def decode_yolox(raw: np.ndarray, input_hw: tuple[int, int], strides=YOLOX_STRID
     return boxes, raw[:, 4:5] * raw[:, 5:]
 
 
+def _input_hw(proto) -> dict:
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    return {"input_hw": [dims[2].dim_value or 640, dims[3].dim_value or 640]}
+
+
 class YoloxDetector:
     """DWPose's YOLOX-L ONNX (input `images` 1x3x640x640 BGR 0-255, raw output 1x8400x85), on onnxruntime
     or OpenVINO. Persons: NMS 0.45 on class-0 scores above 0.1, then kept above `score_threshold` (0.3)."""
 
     def __init__(self, path: str | os.PathLike, runtime: str = "onnxruntime", nms_threshold: float = 0.45,
                  candidate_threshold: float = 0.1, score_threshold: float = 0.3, threads: int | None = None) -> None:
-        proto = check_onnx_file(path, n_outputs=1)
-        dims = proto.graph.input[0].type.tensor_type.shape.dim
-        self.input_hw = (dims[2].dim_value or 640, dims[3].dim_value or 640)
+        facts = checked_facts(path, "yolox", _input_hw, n_outputs=1)  # parsed once per machine for these bytes
+        self.input_hw = tuple(facts["input_hw"])
         self.nms_threshold, self.candidate_threshold, self.score_threshold = nms_threshold, candidate_threshold, score_threshold
         run, _ = open_session(path, runtime, threads)
         self._run = lambda x: run(x)[0]
