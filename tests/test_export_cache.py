@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,6 +19,7 @@ from dwpose_edge.errors import ModelFileError
 from dwpose_edge.export.cache import PARTIAL, cached_export, export_cache_entries, prune_export_cache
 from dwpose_edge.embedded import default_onnx
 from shared_models import model_dir
+from side_venv import child_env
 
 DAY = 86400.0
 
@@ -87,3 +91,23 @@ def test_entries_and_prune(real_export, cache, capsys):
     assert cli.main(["cache", "--clear"]) == 0 and list(cache.iterdir()) == []
     assert cli.main(["cache", "--unused-days", "5"]) == 2  # goes with --prune: one line, nothing removed
     assert "goes with --prune" in capsys.readouterr().err
+
+
+RACE = """
+import sys
+from dwpose_edge.export.cache import cached_export
+print(cached_export("dwpose-t", None, "onnxruntime", "fp32", threads=1))
+"""
+
+
+def test_two_processes_exporting_one_folder(cache, tmp_path):
+    """Both get the folder, whole; the staging copies are gone."""
+    env = dict(child_env(), DWPOSE_EDGE_CACHE=str(cache.parent))
+    procs = [subprocess.Popen([sys.executable, "-c", RACE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-1000:] for _, err in outs]
+    folders = {out.strip().splitlines()[-1] for out, _ in outs}
+    assert len(folders) == 1
+    assert [p.name for p in cache.iterdir()] == [Path(folders.pop()).name]
+    assert [e.status for e in export_cache_entries()] == ["ok"]
