@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -89,7 +90,7 @@ def remember(sha256: str, kind: str, facts: dict) -> None:
     record = _record(sha256, kind)
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        tmp = record.with_name(f"{record.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps({**facts, "version": __version__}))
         os.replace(tmp, record)
     except OSError:  # a read-only cache: the file is simply checked again next time
