@@ -127,7 +127,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     entries = export_cache_entries()
     now = time.time()
     for e in entries:
-        days = (now - e.path.stat().st_mtime) / 86400
+        days = (now - e.mtime) / 86400
         what = f"{e.model} {','.join(e.artifacts)}" if e.model else ""
         print(f"{e.status:13s} {e.bytes / 1e6:8.1f} MB  used {days:5.1f} d ago  {e.path.name}  {what}")
     stale = [e for e in entries if e.stale]

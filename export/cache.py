@@ -104,6 +104,7 @@ class CacheEntry:
 
     path: Path
     bytes: int
+    mtime: float  # last written, or opened from the cache
     status: str  # 'ok', 'incomplete' (no manifest), 'partial' (an export in progress or killed), 'other version'
     model: str = ""
     artifacts: tuple[str, ...] = ()  # 'runtime/precision'
@@ -120,23 +121,30 @@ def export_cache_entries() -> list[CacheEntry]:
     if not root.is_dir():
         return []
     entries = []
-    for path in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime):
-        if not path.is_dir():
+    for path in sorted((p for p in root.iterdir() if p.is_dir()), key=_mtime):
+        try:
+            size, mtime = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()), path.stat().st_mtime
+        except FileNotFoundError:  # removed meanwhile (another process's prune or rename)
             continue
-        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         if path.name.endswith(PARTIAL):
-            entries.append(CacheEntry(path, size, "partial"))
+            entries.append(CacheEntry(path, size, mtime, "partial"))
             continue
         try:
             manifest = read_manifest(path)
         except DwposeEdgeError:
-            entries.append(CacheEntry(path, size, "incomplete"))
+            entries.append(CacheEntry(path, size, mtime, "incomplete"))
             continue
-        arts = tuple(f"{a.runtime}/{a.precision}" for a in manifest.artifacts)
         version = (manifest.info.get("versions") or {}).get("dwpose-edge")
-        entries.append(CacheEntry(path, size, "ok" if version == __version__ else "other version", manifest.model,
-                                  arts))
+        entries.append(CacheEntry(path, size, mtime, "ok" if version == __version__ else "other version",
+                                  manifest.model, tuple(f"{a.runtime}/{a.precision}" for a in manifest.artifacts)))
     return entries
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def prune_export_cache(unused_days: float | None = None, everything: bool = False,
@@ -147,7 +155,7 @@ def prune_export_cache(unused_days: float | None = None, everything: bool = Fals
     removed = []
     now = time.time()
     for entry in export_cache_entries():
-        idle = now - entry.path.stat().st_mtime
+        idle = now - entry.mtime
         if entry.status == "partial" and not everything and idle < partial_age_s:
             continue
         if everything or entry.stale or (unused_days is not None and idle > unused_days * 86400.0):
