@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dwpose_edge.errors import ModelFileError
-from dwpose_edge.onnx_file import check_onnx_file, checked_facts
+from dwpose_edge.onnx_file import checked_facts
 from dwpose_edge.sdk_pipeline import POSE, SdkPipeline
 from dwpose_edge.sdk_zip import open_sdk_zip
 from dwpose_edge.specs import BBOX_PADDING, MEAN_RGB, NUM_KEYPOINTS, SIMCC_SPLIT_RATIO, STD_RGB
@@ -64,22 +64,31 @@ def pose_onnx(weights: str | os.PathLike, sha256: str | None = None) -> PoseOnnx
             raise ModelFileError(f"{path} is an SDK {sdk.pipeline.task} model, not a pose model"
                                  + (": pass it as detector=" if sdk.pipeline.task == "detection" else ""))
         check_pose_pipeline(sdk.pipeline, os.fspath(path))
-        size = _check_graph(check_onnx_file(sdk.onnx).graph, sdk.onnx, sdk.pipeline.input_size)
-        return PoseOnnx(sdk.onnx, size, model)
+        declared = sdk.pipeline.input_size  # from pipeline.json, so part of what the cached check covers
+        facts = checked_facts(sdk.onnx, f"pose_{declared[0]}x{declared[1]}",
+                              lambda proto: {"input_size": _graph_size(proto, sdk.onnx, declared)})
+        return PoseOnnx(sdk.onnx, _as_size(facts), model)
     if path.suffix.lower() != ".onnx":
         raise ModelFileError(f"{path}: a pose model file must be an .onnx or an OpenMMLab SDK .zip")
     # corrupt, empty, NaN weights, wrong number of inputs/outputs (check_onnx_file); normalisation and size here
     facts = checked_facts(path, "pose", lambda proto: {"input_size": _pose_input_size(proto, path)})
-    return PoseOnnx(path, tuple(facts["input_size"]) if facts["input_size"] else None, model)
+    return PoseOnnx(path, _as_size(facts), model)
 
 
 def _pose_input_size(proto: onnx.ModelProto, path: Path) -> list[int] | None:
     """(W, H) of a checked pose ONNX after its metadata and graph checks (ModelFileError if they fail)."""
     meta = {p.key: p.value for p in proto.metadata_props}
     check_metadata(meta, os.fspath(path))
-    declared = _size_from_metadata(meta.get("dwpose_edge.input_size"), os.fspath(path))
+    return _graph_size(proto, path, _size_from_metadata(meta.get("dwpose_edge.input_size"), os.fspath(path)))
+
+
+def _graph_size(proto: onnx.ModelProto, path: Path, declared: tuple[int, int] | None) -> list[int] | None:
     size = _check_graph(proto.graph, path, declared)
     return list(size) if size else None
+
+
+def _as_size(facts: dict) -> tuple[int, int] | None:
+    return tuple(facts["input_size"]) if facts["input_size"] else None
 
 
 def check_pose_pipeline(p: SdkPipeline, source: str) -> None:
