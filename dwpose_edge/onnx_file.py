@@ -48,24 +48,22 @@ def ensure_checked(path: str | os.PathLike, n_outputs: int = 2, contract: str | 
     path = Path(path)
     if path.is_file() and _key(path, n_outputs) in _CHECKED:
         return
-    kind = f"outputs{int(n_outputs)}"
-    if sha256 is not None and recall(sha256, kind) is not None:
-        vouch(path, n_outputs)
-        return
-    check_onnx_file(path, n_outputs, contract)
-    if sha256 is not None:
-        remember(sha256, kind, {})
+    if sha256 is None:
+        check_onnx_file(path, n_outputs, contract)
+    else:
+        checked_facts(path, f"outputs{int(n_outputs)}", lambda proto: {}, n_outputs, contract, sha256)
 
 
 def checked_facts(path: str | os.PathLike, kind: str, inspect: Callable[[onnx.ModelProto], dict],
-                  n_outputs: int = 2, contract: str | None = None) -> dict:
+                  n_outputs: int = 2, contract: str | None = None, sha256: str | None = None) -> dict:
     """What `inspect` (which may raise ModelFileError) finds in the checked ONNX file at `path`: from the cache
     when a file with the same sha256 passed `check_onnx_file` and `inspect` before (`kind` names the inspection),
-    else by loading `onnx` and parsing the file, then recorded. Hashing costs ~0.6 ms per MB."""
+    else by loading `onnx` and parsing the file, then recorded. `sha256`: the file's hash if the caller verified
+    it already, else it is computed here (~0.6 ms per MB)."""
     path = Path(path)
     if not path.is_file():
         check_onnx_file(path, n_outputs, contract)  # names the problem: a folder, a missing file
-    sha256 = cached_sha256(path) or sha256_file(path)
+    sha256 = sha256 or cached_sha256(path) or sha256_file(path)
     known = recall(sha256, kind)
     if known is not None:
         vouch(path, n_outputs)
