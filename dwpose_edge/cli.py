@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .bench.cli import add_parser as add_bench_parser
 from .demo import run_demo
+from .device_check import check_folder, format_rows
 from .detectors import detector_names
 from .errors import DwposeEdgeError, InputError
 from .estimator import Estimator
@@ -113,6 +114,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out:  # parts at the top level (train.compare reads them), plus which evaluator scored them
         Path(args.out).write_text(json.dumps({**results, "evaluator": backend.describe()}, indent=2))
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every artifact's gate re-run on this machine; exit 1 when one fails or cannot run here."""
+    rows = check_folder(args.model_dir, runtimes=_csv(args.runtime) if args.runtime else None,
+                        precisions=_csv(args.precision) if args.precision else None, threads=args.threads,
+                        use_cache=not args.no_cache)
+    print(format_rows(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            [{"runtime": r.runtime, "precision": r.precision, "status": r.status, "error": r.error,
+              "check": r.check.as_dict() if r.check else None} for r in rows], indent=1))
+    return 0 if all(r.status == "pass" for r in rows) else 1
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -251,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_synth_parser(sub)
     add_bench_parser(sub)
+
+    p = sub.add_parser("check", help="re-run every artifact's accuracy gate of an export folder on this machine "
+                                      "(the device's own arithmetic) and print a table; exit 1 if one fails")
+    p.add_argument("--model-dir", dest="model_dir", required=True, help="folder written by `dwpose-edge export`")
+    p.add_argument("--runtime", default=None, help="comma list of runtimes to check (default: all in the folder)")
+    p.add_argument("--precision", default=None, help="comma list of precisions to check (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the runtimes (default: all cores)")
+    p.add_argument("--json", default=None, help="also write the results as JSON here")
+    p.add_argument("--no-cache", dest="no_cache", action="store_true",
+                   help="run the checks even where this machine has a recorded result")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("cache", help="list the export cache (models exported on first use); --prune / --clear it")
     p.add_argument("--prune", action="store_true", help="remove unfinished exports and those of other dwpose-edge "

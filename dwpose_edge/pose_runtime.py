@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .device_check import ensure_device_check
 from .embedded import default_onnx
 from .errors import InputError, ModelFileError, WeightsError
 from .export.cache import cached_export
@@ -64,14 +65,18 @@ def open_pose_runtime(model: str, weights: Any = None, runtime: str = "onnxrunti
 
 def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
                     threads: int | None) -> Runtime:
-    """Open one artifact of a folder written by `dwpose-edge export`, after checking model name and sha256."""
+    """Open one artifact of a folder written by `dwpose-edge export`, after checking model name and sha256, and
+    re-run its gate on this machine (`device_check`)."""
     manifest = read_manifest(model_dir)
     if manifest.model != model:
         raise ModelFileError(f"{model_dir} holds an export of {manifest.model}, not {model}; "
                              f"use Estimator(model='{manifest.model}', model_dir=...)")
     artifact = manifest.find(runtime, precision)
-    return open_runtime(runtime, verified_paths(model_dir, artifact), precision=precision, device=device,
-                        threads=threads, input_size=tuple(manifest.input_size))
+    opened = open_runtime(runtime, verified_paths(model_dir, artifact), precision=precision, device=device,
+                          threads=threads, input_size=tuple(manifest.input_size))
+    # the export's gate again, on this machine (once per artifact and CPU): ParityError if it computes differently
+    opened.device_check = ensure_device_check(model_dir, manifest, artifact, opened)
+    return opened
 
 
 def _torch_runtime(model: str, weights: Any, device: str | None, precision: str, threads: int | None) -> Runtime:

@@ -18,12 +18,15 @@ from dwpose_edge.export import to_ncnn
 from dwpose_edge.export.int8 import Int8Export, Int8Options
 from dwpose_edge.export.onnx_fp16 import convert_onnx_fp16
 from dwpose_edge.export.to_openvino import export_openvino
-from dwpose_edge.export.validate import validate, validation_crops
+from dwpose_edge.export.validate import keypoint_locations, run_batched, validate, validation_crops_u8
 from dwpose_edge.hashing import sha256_file
+from dwpose_edge.check_set import CHECK_SET, write_check_set
 from dwpose_edge.manifest import MANIFEST, Artifact, Manifest, write_manifest
 from dwpose_edge.onnx_file import check_onnx_file
+from dwpose_edge.preprocess import normalize
 from dwpose_edge.runtimes import precisions as table
 from dwpose_edge.runtimes.base import open_runtime, require
+from dwpose_edge.runtimes.cpu_features import cpu_signature
 from dwpose_edge.specs import MEAN_RGB, STD_RGB, get_spec
 
 TARGETS = {"onnx": "onnxruntime", **{r: r for r in table.FILE_RUNTIMES}}
@@ -75,7 +78,8 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
         raise ExportError(f"cannot create the export folder {out}: {exc}; give --out a writable folder path") from exc
     (out / MANIFEST).unlink(missing_ok=True)  # a folder is only valid once this run validated everything
 
-    crops = validation_crops(spec.input_size)
+    crops_u8 = validation_crops_u8(spec.input_size)
+    crops = normalize(crops_u8)
     onnx_source = isinstance(weights, (str, os.PathLike)) and os.fspath(weights).endswith(".onnx")
     fp32_onnx = out / f"{artifact_stem(model, spec.input_size, 'fp32')}.onnx"
     info: dict = {"mean_rgb": MEAN_RGB.tolist(), "std_rgb": STD_RGB.tolist(), "color": "RGB",
@@ -137,6 +141,7 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
             artifacts.append(Artifact(runtime, precision, files, validation=agreement.as_dict(), extra=extra))
     info["validation_crops"] = {"n": int(len(crops)), "sha256": _array_hash(crops),
                                 "what": "bundled photos (grace_hopper, astronaut): full, centred and seeded random boxes"}
+    info["check_set"] = _write_check_set(out, crops_u8, crops, reference, artifacts, threads)
     if int8_job is not None:
         shutil.rmtree(out / ".int8-ncnn-fp32", ignore_errors=True)
         info["int8"] = int8_job.info()
@@ -174,6 +179,21 @@ def _ncnn_fp32(model: str, spec, out: Path, fp32_onnx: Path, torch_model, onnx_s
     work = out / ".int8-ncnn-fp32"
     files = _convert("ncnn", "fp32", model, spec, work, fp32_onnx, torch_model, onnx_source)
     return work / files["param"], work / files["bin"]
+
+
+def _write_check_set(out: Path, crops_u8: np.ndarray, crops: np.ndarray, reference, artifacts: list[Artifact],
+                     threads: int | None) -> dict:
+    """The device check set (check_set.py): the validation crops, the reference's keypoints and each artifact's
+    keypoints on this machine, so a device re-runs every gate without torch (device_check.py)."""
+    exported = {}
+    for a in artifacts:
+        runner = open_runtime(a.runtime, {k: out / v for k, v in a.files.items()}, precision=a.precision,
+                              threads=threads, input_size=(crops.shape[3], crops.shape[2]))
+        exported[a.runtime, a.precision] = keypoint_locations(*run_batched(runner.infer, crops))
+    path = write_check_set(out / CHECK_SET, crops_u8, keypoint_locations(*run_batched(reference.infer, crops)),
+                           exported)
+    return {"file": CHECK_SET, "sha256": sha256_file(path), "n_crops": int(len(crops)),
+            "exported_on": cpu_signature()}
 
 
 def _opset(path: Path) -> int:
