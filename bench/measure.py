@@ -14,7 +14,8 @@ import numpy as np
 from dwpose_edge.manifest import tool_versions
 
 PACKAGES = ("dwpose-edge", "numpy", "opencv-python-headless", "opencv-python", "torch", "onnx", "onnxruntime",
-            "openvino", "nncf", "ncnn", "pnnx", "rtmlib", "xtcocotools", "pytest-benchmark", "matplotlib")
+            "openvino", "nncf", "ncnn", "pnnx", "ai-edge-litert", "litert-torch", "rtmlib", "xtcocotools",
+            "pytest-benchmark", "matplotlib")
 
 
 def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2, max_time_s: float | None = None,

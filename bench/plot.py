@@ -6,9 +6,9 @@ from pathlib import Path
 
 from dwpose_edge.bench.derive import largest_batch
 
-MARKERS = {"torch": "o", "onnxruntime": "s", "openvino": "^", "ncnn": "D"}
+MARKERS = {"torch": "o", "onnxruntime": "s", "openvino": "^", "ncnn": "D", "litert": "v"}
 COLOURS = {"fp32": "#1f77b4", "fp16": "#ff7f0e", "int8": "#2ca02c"}
-SHORT = {"torch": "torch", "onnxruntime": "ORT", "openvino": "OV", "ncnn": "ncnn"}
+SHORT = {"torch": "torch", "onnxruntime": "ORT", "openvino": "OV", "ncnn": "ncnn", "litert": "LiteRT"}
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

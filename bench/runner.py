@@ -46,8 +46,9 @@ RUNTIMES = table.RUNTIMES
 PRECISIONS = table.PRECISIONS
 # runtime -> Python packages it needs (to run, and for ncnn to convert)
 RUNTIME_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino",),
-                    "ncnn": ("ncnn", "pnnx")}
-EXTRAS = {"openvino": "dwpose-edge[openvino]", "ncnn": "dwpose-edge[ncnn]"}
+                    "ncnn": ("ncnn", "pnnx"), "litert": ("ai_edge_litert", "litert_torch")}
+EXTRAS = {"openvino": "dwpose-edge[openvino]", "ncnn": "dwpose-edge[ncnn]",
+          "litert": "dwpose-edge[litert,litert-export]"}
 RANDOM_NOTE = ("NO TRAINED WEIGHTS: the benchmark runs UNTRAINED seeded weights ('random'). Every AP against "
                "the ground truth is meaningless (near 0), and an untrained model's keypoints hardly depend on the "
                "input, so agreement with the reference and AP vs reference are trivially ~100% too: they only show "

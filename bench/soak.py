@@ -32,7 +32,7 @@ from dwpose_edge.data import DATA_DIR
 from dwpose_edge.errors import InputError
 
 DEFAULT_BOUND_MB = 30.0
-RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
+RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn", "litert")
 
 
 def rss_mb() -> float:

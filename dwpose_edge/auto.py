@@ -153,7 +153,7 @@ def default_candidates(weights: Any = None, runtime: str = AUTO, precision: str 
     for r in runtimes:
         if importlib.util.find_spec(RUNTIMES[r][2]) is None:
             continue
-        if runtime == AUTO and ((r == "torch" and not checkpoint) or (r == "ncnn" and x86)):
+        if runtime == AUTO and ((r == "torch" and not checkpoint) or (r in ("ncnn", "litert") and x86)):
             continue
         for p in wanted:
             entry = table.SUPPORT.get((r, p))

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
     p.add_argument("--weights", required=True,
                    help="mmpose .pth, registry name, 'random' (untrained), or an official .onnx file")
-    p.add_argument("--to", default="onnx,openvino,ncnn", help="comma list of onnx, openvino, ncnn")
+    p.add_argument("--to", default="onnx,openvino,ncnn", help="comma list of onnx, openvino, ncnn, litert")
     p.add_argument("--precision", default=",".join(table.DEFAULT_EXPORT_PRECISIONS),
                    help=f"comma list of {', '.join(table.EXPORT_PRECISIONS)} ({PRECISION_HELP}; default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder")

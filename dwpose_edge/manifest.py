@@ -14,7 +14,8 @@ from dwpose_edge.onnx_file import ensure_checked
 
 MANIFEST = "manifest.json"
 FORMAT = "dwpose-edge-model/1"
-TOOLS = ("dwpose-edge", "torch", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf", "ncnn", "pnnx", "numpy")
+TOOLS = ("dwpose-edge", "torch", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf", "ncnn", "pnnx", "numpy",
+         "ai-edge-litert", "litert-torch", "ai-edge-quantizer")
 
 
 def tool_versions(names=TOOLS) -> dict[str, str]:

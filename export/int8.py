@@ -1,4 +1,4 @@
-"""INT8 export for onnxruntime, OpenVINO and ncnn that keeps accuracy: calibrate, protect, gate.
+"""INT8 export for onnxruntime, OpenVINO, ncnn and LiteRT that keeps accuracy: calibrate, protect, gate.
 
 One `Int8Export` per `export_model` call, shared by the runtimes:
 
@@ -33,6 +33,7 @@ from dwpose_edge.export.int8_openvino import quantize_openvino
 from dwpose_edge.export.int8_sensitivity import layer_sensitivity, weight_matrices
 from dwpose_edge.export.validate import THRESHOLDS, Agreement, agreement, run_batched, validation_crops
 from dwpose_edge.postprocess import decode_simcc
+from dwpose_edge.runtimes.litert_runtime import LiteRtRuntime
 from dwpose_edge.runtimes.ncnn_runtime import read_param
 from dwpose_edge.runtimes.onnxruntime_runtime import OnnxRuntime
 from dwpose_edge.runtimes.openvino_runtime import OpenVinoRuntime
@@ -146,7 +147,8 @@ class Int8Export:
     # ------------------------------------------------------------------ per runtime
 
     def export(self, runtime: str, out_dir: str | os.PathLike, stem: str,
-               ncnn_fp32: Callable[[], tuple[Path, Path]] | None = None) -> tuple[dict[str, str], dict, dict]:
+               ncnn_fp32: Callable[[], tuple[Path, Path]] | None = None,
+               litert_fp32: Callable[[], Path] | None = None) -> tuple[dict[str, str], dict, dict]:
         """Quantize for `runtime` into `out_dir`; returns (files role -> name, validation, extra).
 
         Raises ParityError when the gate fails (unless allow_accuracy_loss)."""
@@ -154,7 +156,7 @@ class Int8Export:
             raise InputError(f"INT8 export supports {RUNTIMES}, not {runtime!r}")
         out_dir = Path(out_dir)
         t0 = time.perf_counter()
-        build, files, candidates, quant_info = self._builder(runtime, out_dir, stem, ncnn_fp32)
+        build, files, candidates, quant_info = self._builder(runtime, out_dir, stem, ncnn_fp32, litert_fp32)
         o = self.options
         attempts = []
         if o.fixed_fp_layers is not None:
@@ -248,7 +250,7 @@ class Int8Export:
 
     # ------------------------------------------------------------------ builders
 
-    def _builder(self, runtime: str, out_dir: Path, stem: str, ncnn_fp32):
+    def _builder(self, runtime: str, out_dir: Path, stem: str, ncnn_fp32, litert_fp32=None):
         ranking = [s.node for s in self.sensitivity] if self.options.fixed_fp_layers is None else []
         o = self.options
         if runtime == "onnxruntime":
@@ -270,6 +272,8 @@ class Int8Export:
                 return OpenVinoRuntime(xml, threads=self.threads, input_size=self.input_size, precision="int8"), info
 
             return build, {"xml": xml.name, "bin": xml.with_suffix(".bin").name}, ranking, {}
+        if runtime == "litert":
+            return self._litert_builder(out_dir, stem, litert_fp32, ranking)
         # ncnn
 
         if ncnn_fp32 is None:
@@ -294,6 +298,24 @@ class Int8Export:
             return open_int8(param_out, bin_out, self.input_size, self.threads), info
 
         return build, {"param": param_out.name, "bin": bin_out.name}, candidates, {}
+
+    def _litert_builder(self, out_dir: Path, stem: str, litert_fp32, ranking: list[str]):
+        """LiteRT: static int8 of the fp32 .tflite (export/to_litert.py), ONNX-named layers kept fp32."""
+        from dwpose_edge.export.to_litert import LiteRtQuantizer  # torch + litert-torch: only on this path
+
+        if litert_fp32 is None:
+            raise InputError("LiteRT INT8 needs the fp32 .tflite (litert_fp32=)")
+        quantizer = LiteRtQuantizer(litert_fp32(), weight_matrices(onnx.load(str(self.fp32_onnx))),
+                                    self.data.calib.crops, self.threads)
+        mapped = set(quantizer.onnx_names[op] for op in quantizer.candidates)
+        candidates = [n for n in ranking if n in mapped]  # the others stay fp32 in the LiteRT file anyway
+        path = out_dir / f"{stem}.tflite"
+
+        def build(fp):
+            info = quantizer.quantize(path, fp)
+            return LiteRtRuntime(path, input_size=self.input_size, threads=self.threads, precision="int8"), info
+
+        return build, {"tflite": path.name}, candidates, {}
 
     def _onnx_outputs(self) -> dict[str, list[str]]:
         proto = onnx.load(str(self.fp32_onnx), load_external_data=False)

@@ -59,7 +59,7 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
     runtimes = []
     for t in targets:
         if t not in TARGETS:
-            raise InputError(f"unknown export target {t!r}; choose from onnx, openvino, ncnn")
+            raise InputError(f"unknown export target {t!r}; choose from {', '.join(TARGETS)}")
         runtimes.append(TARGETS[t])
     for p in precisions:
         if p not in ALL_PRECISIONS:
@@ -123,7 +123,8 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
                 stem = artifact_stem(model, spec.input_size, "int8")
                 files, validation, extra = int8_job.export(
                     runtime, out, stem,
-                    ncnn_fp32=lambda: _ncnn_fp32(model, spec, out, fp32_onnx, torch_model, onnx_source, artifacts))
+                    ncnn_fp32=lambda: _ncnn_fp32(model, spec, out, fp32_onnx, torch_model, onnx_source, artifacts),
+                    litert_fp32=lambda: _litert_fp32(model, spec, out, fp32_onnx, torch_model, artifacts))
                 artifacts.append(Artifact(runtime, precision, files, validation=validation, extra=extra))
                 continue
             files = _convert(runtime, precision, model, spec, out, fp32_onnx, torch_model, onnx_source)
@@ -144,6 +145,7 @@ def export_model(model: str, weights, out_dir: str | os.PathLike, targets: Seque
     info["check_set"] = _write_check_set(out, crops_u8, crops, reference, artifacts, threads)
     if int8_job is not None:
         shutil.rmtree(out / ".int8-ncnn-fp32", ignore_errors=True)
+        shutil.rmtree(out / ".int8-litert-fp32", ignore_errors=True)
         info["int8"] = int8_job.info()
     info["export_seconds"] = round(time.perf_counter() - t0, 1)
     return write_manifest(out, Manifest(model, spec.input_size, artifacts, info))
@@ -167,6 +169,13 @@ def _convert(runtime: str, precision: str, model: str, spec, out: Path, fp32_onn
         else:
             param, bin_ = to_ncnn.export_ncnn(torch_model, out, precision=precision)
         return {"param": Path(param).name, "bin": Path(bin_).name}
+    if runtime == "litert":
+        require("torch", "dwpose-edge[litert-export]")  # also for the embedded ONNX: its checkpoint is converted
+        from dwpose_edge.export import to_litert  # torch and litert-torch: only on this path
+
+        module = to_litert.module_for_litert(model, torch_model, fp32_onnx)
+        fp32_tflite = out / f"{artifact_stem(model, spec.input_size, 'fp32')}.tflite"
+        return {"tflite": to_litert.export_litert(module, out / f"{stem}.tflite", precision, fp32_tflite).name}
     raise ExportError(f"no converter for {runtime}")
 
 
@@ -194,6 +203,16 @@ def _write_check_set(out: Path, crops_u8: np.ndarray, crops: np.ndarray, referen
                            exported)
     return {"file": CHECK_SET, "sha256": sha256_file(path), "n_crops": int(len(crops)),
             "exported_on": cpu_signature()}
+
+
+def _litert_fp32(model: str, spec, out: Path, fp32_onnx: Path, torch_model, artifacts: list[Artifact]) -> Path:
+    """The fp32 .tflite LiteRT INT8 starts from: the one this run already wrote (validated), else a fresh one."""
+    done = next((a for a in artifacts if a.runtime == "litert" and a.precision == "fp32"), None)
+    if done is not None:
+        return out / done.files["tflite"]
+    work = out / ".int8-litert-fp32"
+    files = _convert("litert", "fp32", model, spec, work, fp32_onnx, torch_model, False)
+    return work / files["tflite"]
 
 
 def _opset(path: Path) -> int:

@@ -31,12 +31,15 @@ RUNTIMES: dict[str, tuple[str, str, str, str]] = {
     "onnxruntime": ("dwpose_edge.runtimes.onnxruntime_runtime", "OnnxRuntime", "onnxruntime", "dwpose-edge"),
     "openvino": ("dwpose_edge.runtimes.openvino_runtime", "OpenVinoRuntime", "openvino", "dwpose-edge[openvino]"),
     "ncnn": ("dwpose_edge.runtimes.ncnn_runtime", "NcnnRuntime", "ncnn", "dwpose-edge[ncnn]"),
+    "litert": ("dwpose_edge.runtimes.litert_runtime", "LiteRtRuntime", "ai_edge_litert", "dwpose-edge[litert]"),
 }
 assert tuple(RUNTIMES) == precisions.RUNTIMES
 
 # exported-file runtimes: the files (manifest roles) they take, positionally, and the keyword arguments they take
-FILE_ROLES: dict[str, tuple[str, ...]] = {"onnxruntime": ("model",), "openvino": ("xml",), "ncnn": ("param", "bin")}
-DEFAULT_DEVICE: dict[str, str | None] = {"onnxruntime": "cpu", "openvino": "CPU", "ncnn": None}  # None: no device
+FILE_ROLES: dict[str, tuple[str, ...]] = {"onnxruntime": ("model",), "openvino": ("xml",), "ncnn": ("param", "bin"),
+                                         "litert": ("tflite",)}
+# None: no device
+DEFAULT_DEVICE: dict[str, str | None] = {"onnxruntime": "cpu", "openvino": "CPU", "ncnn": None, "litert": None}
 
 
 def require(module: str, extra: str) -> object:

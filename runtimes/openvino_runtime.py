@@ -18,7 +18,8 @@ PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 
 
 def inference_precision(core, device: str, precision: str) -> str:
-    """The hint to use: f16 only where the device computes in f16 natively, else f32 (fp16 IR weights still load).
+    """The hint to use: f16 only on a non-CPU device that computes in f16 natively, else f32 (fp16 IR weights still
+    load).
 
     int8 runs its float layers (those kept out of int8 for accuracy) in bf16 on CPUs with bf16, and the
     export's gate measures it so. Measured (docs/int8/PROFILE.md, 1 thread, batch 8, ms per crop): the
@@ -27,7 +28,9 @@ def inference_precision(core, device: str, precision: str) -> str:
     """
     hint = PRECISION_HINTS[precision]
     if hint == "f16":
-        if "FP16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
+        # on a CPU, fp16 means fp16 weights computed in f32: ARM's CPU plugin would otherwise compute in f16, the
+        # arithmetic that moves this model's keypoints on ARMv8.2 cores (runtimes/ncnn_runtime.py FP16_ARITHMETIC)
+        if device.startswith("CPU") or "FP16" not in core.get_property(device, "OPTIMIZATION_CAPABILITIES"):
             return "f32"
     if precision == "int8" and device.startswith("CPU") and has_bf16():
         return "bf16"

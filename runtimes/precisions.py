@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dwpose_edge.errors import InputError, RuntimeUnavailableError
 from dwpose_edge.runtimes.cpu_features import require_bf16
 
-RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
+RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn", "litert")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULT_EXPORT_PRECISIONS = ("fp32", "fp16")  # int8 needs calibration data, bf16 a CPU with bf16: on request
 
@@ -46,6 +46,9 @@ SUPPORT: dict[tuple[str, str], Support] = {
     ("ncnn", "fp32"): Support(("cpu",), file_precision="fp32"),
     ("ncnn", "fp16"): Support(("cpu",), file_precision="fp16"),
     ("ncnn", "int8"): Support(("cpu",), file_precision="int8", calibrated=True),
+    ("litert", "fp32"): Support(("cpu",), file_precision="fp32"),  # XNNPACK; fp16: fp16 weights, fp32 compute
+    ("litert", "fp16"): Support(("cpu",), file_precision="fp16"),
+    ("litert", "int8"): Support(("cpu",), file_precision="int8", calibrated=True),
 }
 
 # the runtimes that load exported files (every precision but torch's has one)

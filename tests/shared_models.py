@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn")
-PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",), "ncnn": ("ncnn", "pnnx")}
+RUNTIMES = ("torch", "onnxruntime", "openvino", "ncnn", "litert")
+PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",), "ncnn": ("ncnn", "pnnx"),
+            "litert": ("ai_edge_litert", "litert_torch")}
 MODEL = "dwpose-t"
 
 

@@ -28,9 +28,9 @@ def test_table_drives_every_list():
     from dwpose_edge.runtimes.base import FILE_ROLES, RUNTIMES
 
     assert tuple(RUNTIMES) == table.RUNTIMES == runner.RUNTIMES
-    assert set(FILE_ROLES) == set(table.FILE_RUNTIMES) == {"onnxruntime", "openvino", "ncnn"}
+    assert set(FILE_ROLES) == set(table.FILE_RUNTIMES) == {"onnxruntime", "openvino", "ncnn", "litert"}
     assert pipeline.ALL_PRECISIONS == ("fp32", "fp16", "bf16", "int8") and pipeline.PRECISIONS == ("fp32", "fp16")
-    assert int8.RUNTIMES == ("onnxruntime", "openvino", "ncnn") == table.runtimes_of("int8")
+    assert int8.RUNTIMES == ("onnxruntime", "openvino", "ncnn", "litert") == table.runtimes_of("int8")
     assert table.precisions_of("openvino") == ("fp32", "fp16", "bf16", "int8")
     assert table.precisions_of("torch") == ("fp32", "fp16", "bf16")
     assert table.runtimes_of("bf16") == ("torch", "openvino") and table.runtimes_of("bf16", files_only=True) == (
