@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export ORT_DISABLE_TELEMETRY := 1
 export OPENVINO_TELEMETRY := 0
 
-.PHONY: venv demo test test-all bench clean train-embedded
+.PHONY: venv demo test test-all test-arm bench clean train-embedded
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ test: venv
 
 test-all: venv
 	$(BIN)/python -m pytest -q -m "" tests
+
+# The ARM lane (tests/arm): exports made here, re-checked on emulated arm64 cores (cortex-a72, neoverse-n1) in a
+# cached arm64 rootfs under qemu-user, torch-free. Needs root; builds what it needs on first use.
+test-arm: venv
+	$(BIN)/python tests/arm/arm_rootfs.py
+	$(BIN)/python -m pytest -q -m arm tests/arm
 
 # The embedded model's training chain (docs/MODEL_CARD.md): generated data; DWPose-s teacher and DWPose-t
 # control, each first on the body + feet keypoints only (phase A) then on all 133; TPD stage 1 (from the

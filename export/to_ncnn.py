@@ -16,7 +16,7 @@ Two sources:
 
 Both validate the ncnn model (run with the precision's runtime flags) against the reference (torch or
 onnxruntime on the source file) on real-photo crops plus random normalized crops, and raise ParityError
-with the figures when fewer keypoints than the threshold agree within 1 px (fp32 99.5 %, fp16 99 %).
+with the figures when fewer keypoints than the threshold agree within 1 px (fp32 99.5 %, fp16 98 %).
 
 Outputs are named `{model}_{H}x{W}_{precision}.param/.bin`; the Input layer gets `0=W 1=H 2=3` so the
 runtime reads the size from the file, and `{stem}.ncnn.json` records blob names, route and figures.

@@ -15,7 +15,7 @@ from dwpose_edge.preprocess import CropWorkspace, crop_boxes, normalize
 # precision -> (pixel radius, minimum fraction of keypoints within it), in input (crop) space
 # bf16 (8-bit mantissa) moves a few keypoints by 1-2 px on flat SimCC peaks: the embedded model measured 96.7% within
 # 2 px on these crops, 97.7% on 44 other photo crops and 99.4% on its 362 validation crops (OpenVINO, this CPU)
-THRESHOLDS: dict[str, tuple[float, float]] = {"fp32": (1.0, 0.995), "fp16": (1.0, 0.99), "bf16": (2.0, 0.95),
+THRESHOLDS: dict[str, tuple[float, float]] = {"fp32": (1.0, 0.995), "fp16": (1.0, 0.98), "bf16": (2.0, 0.95),
                                               "int8": (2.0, 0.95)}
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]

@@ -30,7 +30,7 @@ from lean_venv import _tree_files, _tree_key, clean_copy  # noqa: E402
 ARM_ROOT = Path(os.environ.get("DWPOSE_EDGE_ARM_ROOT", Path.home() / ".cache" / "dwpose_edge" / "arm"))
 SUITE = "bookworm"
 ROOTFS = ARM_ROOT / f"{SUITE}-arm64"
-EXTRAS = "openvino,ncnn"
+EXTRAS = "openvino,ncnn,litert"
 HOST_PACKAGES = ("qemu-user-static", "binfmt-support", "mmdebstrap")
 # the emulated cores: one without fp16 arithmetic, one with it (what Raspberry Pi 5 and Jetson Orin cores compute)
 CPUS = {
@@ -131,13 +131,18 @@ def fake_system(cpu: str) -> Path:
         files[f"{base}/online"] = "1\n"
         files[f"{base}/regs/identification/midr_el1"] = f"0x{midr:016x}\n"
         files[f"{base}/regs/identification/revidr_el1"] = "0x0000000000000000\n"
+        own, every = f"{1 << i:x}", f"{(1 << N_CPUS) - 1:x}"  # cpumask files: hex, as the kernel writes them
         for name, value in {"core_id": i, "physical_package_id": 0, "cluster_id": 0, "die_id": 0,
                             "thread_siblings_list": i, "core_cpus_list": i, "core_siblings_list": cpus,
-                            "package_cpus_list": cpus, "cluster_cpus_list": cpus}.items():
+                            "package_cpus_list": cpus, "cluster_cpus_list": cpus, "thread_siblings": own,
+                            "core_cpus": own, "core_siblings": every, "package_cpus": every,
+                            "cluster_cpus": every}.items():
             files[f"{base}/topology/{name}"] = f"{value}\n"
         for j, (level, kind, size) in enumerate(caches):
             shared = i if level < 3 else cpus
+            mask = f"{1 << i:x}" if level < 3 else f"{(1 << N_CPUS) - 1:x}"
             for name, value in {"level": level, "type": kind, "size": size, "shared_cpu_list": shared,
+                                "shared_cpu_map": mask,
                                 "coherency_line_size": 64, "id": 0 if level == 3 else i}.items():
                 files[f"{base}/cache/index{j}/{name}"] = f"{value}\n"
     files["proc/cpuinfo"] = "".join(
