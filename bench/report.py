@@ -60,6 +60,11 @@ def markdown(report: dict) -> str:
     lines.append("- Packages: " + ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items()))
     d = report.get("data") or {}
     lines.append(f"- Data: {d.get('description', '-')} ({d.get('ann_file', '-')})")
+    checked = [r for r in report.get("rows", []) if r.get("device_check")]
+    if checked:
+        lines.append("- Device check (each export's gate re-run on this CPU when opened): " + ", ".join(
+            f"{r['runtime']}/{r['precision']} {'pass' if r['device_check']['passed'] else 'FAIL'} "
+            f"{r['device_check']['got']:.1%}" for r in checked))
     if report.get("source"):
         lines.append(f"- From pytest-benchmark JSON {report['source']}: batches {s.get('batches')}, persons "
                      f"{s.get('persons')}; created {report.get('created')}")

@@ -75,6 +75,11 @@ def run_row(job: dict) -> dict:
               "model_mb": _model_mb(est, job.get("model_dir"), job["runtime"], job["precision"])}
     if getattr(est.runtime, "validation", None):  # gated on open (torch bf16): the figures on the real photos
         result["open_validation"] = est.runtime.validation
+    check = getattr(est.runtime, "device_check", None)  # the export's gate re-run on this machine (device_check.py)
+    if check is not None:
+        result["device_check"] = {"passed": check.passed, "got": round(check.got, 4), "needed": check.needed,
+                                  "radius_px": check.radius_px, "gate": check.gate, "cached": check.cached,
+                                  "within_1px_of_reference": round(check.vs_reference.within_1px, 4)}
     ip = getattr(est.runtime, "inference_precision", None)
     if ip is not None:
         result["inference_precision"] = precision_name(ip)

@@ -70,6 +70,16 @@ def test_expected_rows_and_skips(bench_run):
         assert r["status"] == "ok" or r["status"].startswith("skipped: "), r
 
 
+def test_exported_rows_carry_the_device_check(bench_run):
+    report, out = bench_run
+    for precision in ("fp32", "fp16"):
+        check = _row(report, "onnxruntime", precision)["device_check"]
+        assert check["passed"] and check["got"] >= check["needed"] and check["radius_px"] == 1.0
+    assert "device_check" not in _row(report, "torch", "fp32")  # no export: nothing to re-check
+    assert "Device check (each export's gate re-run on this CPU when opened): onnxruntime/fp32 pass" in (
+        out / "report.md").read_text()
+
+
 def test_reference_row_agrees_with_itself(bench_run):
     report, _ = bench_run
     ref = _row(report, "torch", "fp32")
