@@ -4,7 +4,7 @@ An export validated on x86 can compute differently on the device (ARMv8.2 cores 
 models to fp16 arithmetic; int8 kernels differ per instruction set). Every folder written by `dwpose-edge export`
 carries a check set (`check_set.py`); `check_artifact` runs an opened artifact on its crops and applies the
 export's gate again: float precisions against the reference's keypoints with the export thresholds
-(`export.validate.THRESHOLDS`), int8 against what the same artifact gave where its held-out gate passed. The
+(`export.validate.THRESHOLDS`), int8 as close to the reference as where its held-out gate passed. The
 result is recorded per artifact, CPU signature, backend version and package version in the cache
 (`device_checks/`), so a device pays for it once; `Estimator(model_dir=...)` refuses an artifact that fails here
 with a ParityError naming the CPU features and the figures.
@@ -36,6 +36,9 @@ from .weights import cache_dir
 # the distribution whose kernels a runtime's numbers depend on (first installed one wins)
 BACKENDS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"), "openvino": ("openvino",),
             "ncnn": ("ncnn",), "litert": ("ai-edge-litert", "ai-edge-litert-nightly")}
+
+
+INT8_TOLERANCE = 0.02  # how much less of the reference an int8 artifact may match here than where it was gated
 
 
 @dataclass(frozen=True)
@@ -141,9 +144,16 @@ def check_artifact(folder: str | os.PathLike, manifest: Manifest, artifact: Arti
     exported = check_set.exported.get((artifact.runtime, artifact.precision))
     vs_export = PixelAgreement.of(exported, got) if exported is not None else None
     radius, needed = THRESHOLDS[artifact.precision]
-    if artifact.precision == "int8" and vs_export is not None:
-        # int8 was gated on held-out crops against fp32; here it must behave as it did where that gate passed
-        gate, value = "of the same int8 artifact on the machine that exported and gated it", vs_export.within(radius)
+    if artifact.precision == "int8" and exported is not None:
+        # int8 was gated on held-out crops (the user's calibration images, not carried) against fp32; here it must be
+        # as close to the reference on these crops as it was where that gate passed. Not "the same keypoints as
+        # there": int8 kernels round differently per instruction set (x86 u8s8 vs ARM sdot), and on a model with
+        # flat logits that flips as many keypoints between the two as it does against fp32 (measured: onnxruntime
+        # int8 on ARM 93.1% within 2 px of x86's int8, yet 88.2% vs 88.4% within 2 px of the reference)
+        there = PixelAgreement.of(check_set.reference, exported).within(radius)
+        needed = max(0.0, there - INT8_TOLERANCE)
+        gate, value = (f"of the reference (the machine that exported it: {there:.2%}, tolerance "
+                       f"{INT8_TOLERANCE:.0%})"), vs_reference.within(radius)
     else:
         gate, value = f"of the reference ({manifest.info.get('reference', 'fp32')})", vs_reference.within(radius)
     result = DeviceCheck(artifact.runtime, artifact.precision, value >= needed, gate, radius, needed, value,

@@ -143,3 +143,38 @@ def test_cli_check_prints_the_table_and_fails_on_drift(folder, tmp_path):
     bad = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and " FAIL " in bad.stdout
     assert json.loads((tmp_path / "check.json").read_text())[0]["check"]["got"] == pytest.approx(0.95, abs=0.001)
+
+
+def _int8_case(folder, shift_reference: float, shift_exported: float):
+    """The folder's onnxruntime artifact checked as if it were int8: the check set's reference and the exporting
+    machine's int8 keypoints each moved off the fp32 keypoints by the given fractions (3 px)."""
+    manifest = read_manifest(folder)
+    cs = read_check_set(folder / CHECK_SET, manifest.info["check_set"]["sha256"], manifest.input_size)
+    rng = np.random.default_rng(1)
+
+    def moved(fraction):
+        out = cs.reference.copy()
+        flat = out.reshape(-1, 2)
+        flat[rng.choice(len(flat), int(round(len(flat) * fraction)), replace=False), 1] += 3.0
+        return out
+
+    reference = moved(shift_reference)
+    exported = moved(shift_exported) if shift_exported else reference.copy()
+    write_check_set(folder / CHECK_SET, cs.crops, reference, {("onnxruntime", "int8"): exported})
+    manifest.info["check_set"]["sha256"] = sha256_file(folder / CHECK_SET)
+    write_manifest(folder, manifest)
+    art = manifest.find("onnxruntime", "fp32")
+    art.precision = "int8"
+    rt = Estimator(shared_models.MODEL, model_dir=shared_models.model_dir("onnxruntime"), threads=1).runtime
+    return check_artifact(folder, read_manifest(folder), art, rt, use_cache=False)
+
+
+def test_int8_on_the_device_must_match_the_reference_as_well_as_where_it_was_gated(folder):
+    # other keypoints than the exporting machine's int8 (90% within 2 px of them), but closer to the reference: pass
+    ok = _int8_case(folder, 0.0, 0.10)
+    assert ok.passed and ok.radius_px == 2.0 and ok.needed == pytest.approx(0.88, abs=0.001)
+    assert ok.vs_export.within_2px < 0.95 <= ok.got
+    # the exporting machine matched the reference on every keypoint, this one 5% less: refused
+    bad = _int8_case(folder, 0.05, 0.0)
+    assert not bad.passed and bad.needed == pytest.approx(0.98) and bad.got == pytest.approx(0.95, abs=0.002)
+    assert "the machine that exported it: 100.00%, tolerance 2%" in bad.describe()
