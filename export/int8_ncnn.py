@@ -369,21 +369,16 @@ def _ncnn_matrix(layer: Layer) -> np.ndarray | None:
     return None
 
 
-def map_layers_to_onnx(model: NcnnModel, onnx_weights: dict[str, np.ndarray]) -> dict[str, str]:
-    """ncnn layer name -> ONNX node name, by matching weights (shape, then values up to fp rounding).
-
-    `onnx_weights`: ONNX node name -> weight as (outputs, inputs) (Conv W.reshape(O, -1); MatMul B.T).
-    Both pnnx and the ONNX exporter fold BatchNorm into the convolutions, so the values agree closely.
-    """
+def match_weights(matrices: dict[str, np.ndarray], onnx_weights: dict[str, np.ndarray]) -> dict[str, str]:
+    """Layer -> ONNX node name, each ONNX weight taken once, by shape and then values up to fp rounding (< 1e-3 of
+    the weight's range). `matrices` and `onnx_weights` hold weights as (outputs, inputs) (Conv W.reshape(O, -1);
+    MatMul B.T). Every converter here folds BatchNorm into the convolutions, so the values agree closely."""
     by_shape: dict[tuple, list[str]] = {}
     for name, w in onnx_weights.items():
         by_shape.setdefault(w.shape, []).append(name)
     out: dict[str, str] = {}
     taken: set[str] = set()
-    for layer in model.layers:
-        m = _ncnn_matrix(layer)
-        if m is None:
-            continue
+    for layer, m in matrices.items():
         best, best_err = None, np.inf
         for name in by_shape.get(m.shape, []):
             if name in taken:
@@ -393,9 +388,15 @@ def map_layers_to_onnx(model: NcnnModel, onnx_weights: dict[str, np.ndarray]) ->
             if err < best_err:
                 best, best_err = name, err
         if best is not None and best_err < 1e-3:
-            out[layer.name] = best
+            out[layer] = best
             taken.add(best)
     return out
+
+
+def map_layers_to_onnx(model: NcnnModel, onnx_weights: dict[str, np.ndarray]) -> dict[str, str]:
+    """ncnn layer name -> ONNX node name, by matching weights (`match_weights`)."""
+    matrices = {layer.name: m for layer in model.layers if (m := _ncnn_matrix(layer)) is not None}
+    return match_weights(matrices, onnx_weights)
 
 
 # --------------------------------------------------------------------------------------------- quantize

@@ -39,6 +39,7 @@ from torch import nn
 
 from dwpose_edge.embedded import EMBEDDED, EMBEDDED_ONNX
 from dwpose_edge.errors import ExportError
+from dwpose_edge.export.int8_ncnn import match_weights
 from dwpose_edge.hashing import sha256_file
 from dwpose_edge.models import load_model
 from dwpose_edge.runtimes.base import require
@@ -213,26 +214,8 @@ class TfliteOps:
 
 
 def map_ops_to_onnx(ops: TfliteOps, onnx_weights: dict[str, np.ndarray]) -> dict[str, str]:
-    """tflite op (output tensor name) -> ONNX node name, by matching weights: shape, then values up to the
-    rounding of BatchNorm folding (both converters fold it into the convolutions)."""
-    by_shape: dict[tuple, list[str]] = {}
-    for name, w in onnx_weights.items():
-        by_shape.setdefault(w.shape, []).append(name)
-    out: dict[str, str] = {}
-    taken: set[str] = set()
-    for op, m in ops.matrices.items():
-        best, best_err = None, np.inf
-        for name in by_shape.get(m.shape, []):
-            if name in taken:
-                continue
-            ref = onnx_weights[name]
-            err = float(np.abs(ref - m).max() / (np.abs(ref).max() + 1e-12))
-            if err < best_err:
-                best, best_err = name, err
-        if best is not None and best_err < 1e-3:
-            out[op] = best
-            taken.add(best)
-    return out
+    """tflite op (output tensor name) -> ONNX node name, by matching weights (`int8_ncnn.match_weights`)."""
+    return match_weights(ops.matrices, onnx_weights)
 
 
 class LiteRtQuantizer:
