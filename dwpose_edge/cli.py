@@ -18,7 +18,8 @@ from .estimator import Estimator
 from .evaluation.backend import load_backend, require_evaluator, warn_without_evaluator
 from .evaluation.metric import evaluate_estimator, format_results
 from .export.cache import export_cache_entries, prune_export_cache
-from .predict import run_predict
+from .pose_json import write_pose_canvases
+from .predict import FORMATS, run_predict
 from .runtimes import precisions as table
 from .runtimes.base import require
 from .specs import MODEL_SPECS, RTMW_SPECS
@@ -46,6 +47,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
           f"{summary['ms_per_frame']:.1f} ms per image/frame")
     if summary["persons"] == 0:
         print("no person found: try --detector none (whole image), hog or yolox, or pass boxes from Python")
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    """The ControlNet canvas of a pose JSON (ComfyUI POSE_KEYPOINT, OpenPose, or predict's --out), one PNG per image."""
+    size = None
+    if args.canvas_size:
+        try:
+            size = tuple(int(v) for v in args.canvas_size.lower().split("x"))
+        except ValueError:
+            size = ()
+        if len(size) != 2 or min(size) <= 0:
+            raise InputError(f"--canvas-size must be HEIGHTxWIDTH in pixels, e.g. 768x512, got {args.canvas_size!r}")
+    paths = write_pose_canvases(args.json, args.out, style=args.style, canvas_size=size)
+    print(f"{len(paths)} canvas(es) written: {paths[0] if len(paths) == 1 else paths[0].parent}")
     return 0
 
 
@@ -187,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="none",
                    help=f"{', '.join(detector_names())}, a YOLOX-style .onnx, or an mmdeploy SDK detector .zip "
                         "(none: the whole image is one person; default: %(default)s)")
-    p.add_argument("--format", default="coco", choices=["coco", "openpose"],
-                   help="JSON layout of --out: coco (133 keypoints) or openpose (ControlNet-style) "
+    p.add_argument("--format", default="coco", choices=list(FORMATS),
+                   help="JSON layout of --out: coco (133 keypoints), openpose (ControlNet-style), comfyui "
+                        "(ComfyUI's POSE_KEYPOINT entries) or openpose-json (OpenPose's own layout, raw scores) "
                         "(default: %(default)s)")
     p.add_argument("--out", default=None, help="write results as JSON here")
     p.add_argument("--draw", default=None, help="write drawings (PNG per image, MP4 per video) into this folder; "
@@ -285,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="remove every export (re-made on first use; downloaded "
                                                          "weights stay)")
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("draw", help="draw the ControlNet OpenPose canvas of a pose JSON (ComfyUI POSE_KEYPOINT, "
+                                     "OpenPose JSON, or predict --out results) at the JSON's canvas size")
+    p.add_argument("json", help="pose JSON file")
+    p.add_argument("--out", required=True, help="PNG path for a one-image JSON; a folder (one <name>.png per "
+                                                "image) for several")
+    p.add_argument("--style", default="annotator", choices=["annotator", "scaled"],
+                   help="annotator: ControlNet's training canvas; scaled: sizes grow with the canvas "
+                        "(default: %(default)s)")
+    p.add_argument("--canvas-size", dest="canvas_size", default=None, metavar="HxW",
+                   help="canvas for a JSON without canvas_height/canvas_width (OpenPose's own files)")
+    p.set_defaults(func=cmd_draw)
 
     p = sub.add_parser("demo", help="draw the official DWPose-t on the bundled photos (fetched once, verified) "
                                      "and the embedded model on a generated validation image")

@@ -138,29 +138,41 @@ def draw_openpose(result: PoseResult, canvas_size: tuple[int, int], style: str =
     when its score is exactly float32(0.3) or a coordinate lies within float32 rounding of a pixel edge
     (no pixel differed on the test photos with NumPy 1.26).
     """
+    kk, ss = to_openpose_points(result)
+    return draw_openpose_points(kk, ss, canvas_size, style=style, rgb=rgb)
+
+
+def draw_openpose_points(points: np.ndarray, scores: np.ndarray, canvas_size: tuple[int, int],
+                         style: str = "annotator", rgb: bool = False, body: bool = True, hands: bool = True,
+                         face: bool = True) -> np.ndarray:
+    """`draw_openpose` from points already in OpenPose order: (N,134,2) pixels and (N,134) scores as
+    `to_openpose_points` gives them (the neck is drawn where it is, not recomputed). `body`, `hands`,
+    `face` = False leave that part out of the canvas (ComfyUI's include_* options)."""
     h, w = _check_size(canvas_size)
     half_width, joint_r, hand_thick, hand_r, face_r = canvas_sizes(style, (h, w))
-    kk, ss = to_openpose_points(result)
-    pts = _annotator_pixels(kk, h, w)
-    ss = ss.astype(np.float32)
+    pts = _annotator_pixels(np.asarray(points), h, w)
+    ss = np.asarray(scores).astype(np.float32)
     body_ok = ss[:, :18] > _THRESHOLD32
     canvas = np.zeros((h, w, 3), np.uint8)
-    for i, (a, b) in enumerate(BODY_LIMBS):  # limb-major, then person: later limbs cover earlier ones
-        for p, ok in zip(pts, body_ok):
-            if ok[a - 1] and ok[b - 1]:
-                _fill_limb(canvas, p[[a - 1, b - 1]], half_width, BODY_COLORS[i])
-    canvas = (canvas * LIMB_DIM).astype(np.uint8)
-    for i in range(18):
-        for p, ok in zip(pts, body_ok):
-            if ok[i]:
-                cv2.circle(canvas, (int(p[i, 0]), int(p[i, 1])), joint_r, BODY_COLORS[i], thickness=-1)
-    for lo in (92, 113):
+    if body:
+        for i, (a, b) in enumerate(BODY_LIMBS):  # limb-major, then person: later limbs cover earlier ones
+            for p, ok in zip(pts, body_ok):
+                if ok[a - 1] and ok[b - 1]:
+                    _fill_limb(canvas, p[[a - 1, b - 1]], half_width, BODY_COLORS[i])
+        canvas = (canvas * LIMB_DIM).astype(np.uint8)
+        for i in range(18):
+            for p, ok in zip(pts, body_ok):
+                if ok[i]:
+                    cv2.circle(canvas, (int(p[i, 0]), int(p[i, 1])), joint_r, BODY_COLORS[i], thickness=-1)
+    if hands:
+        for lo in (92, 113):
+            for p, s in zip(pts, ss):
+                _draw_hand(canvas, p[lo:lo + 21], s[lo:lo + 21], hand_thick, hand_r)
+    if face:
         for p, s in zip(pts, ss):
-            _draw_hand(canvas, p[lo:lo + 21], s[lo:lo + 21], hand_thick, hand_r)
-    for p, s in zip(pts, ss):
-        for xy in _visible_pixels(p[24:92], s[24:92]):
-            if xy is not None:
-                cv2.circle(canvas, xy, face_r, FACE_POINT_RGB, thickness=-1)
+            for xy in _visible_pixels(p[24:92], s[24:92]):
+                if xy is not None:
+                    cv2.circle(canvas, xy, face_r, FACE_POINT_RGB, thickness=-1)
     return canvas if rgb else np.ascontiguousarray(canvas[..., ::-1])
 
 

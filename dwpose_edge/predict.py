@@ -13,8 +13,10 @@ from tqdm import tqdm
 from .draw import draw
 from .errors import InputError
 from .openpose import draw_openpose
+from .pose_json import to_comfyui, to_openpose_json
 from .video import open_source, writable_path
 
+FORMATS = ("coco", "openpose", "comfyui", "openpose-json")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -46,14 +48,18 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
                 fmt: str = "coco", score_threshold: float = 0.3, progress: bool = True) -> dict:
     """Estimate poses on every input; returns {"files": {...}, "persons": N, "frames": N, "ms_per_frame": t}.
 
-    With `draw_dir` and fmt "openpose", each image also gets `<stem>_openpose.png`: the ControlNet canvas,
+    `fmt`: "coco" (COCO-WholeBody results), "openpose" (`PoseResult.to_openpose`), "comfyui" (one ComfyUI
+    POSE_KEYPOINT dict per image, a list per video: `pose_json.to_comfyui`) or "openpose-json" (OpenPose's own
+    layout, `pose_json.to_openpose_json`).
+
+    With `draw_dir` and any fmt but "coco", each image also gets `<stem>_openpose.png`: the ControlNet canvas,
     pixel-identical to the DWPose annotator's (`openpose.draw_openpose`); videos get the overlay only.
 
     Output paths are checked before any work (InputError). A video that stops decoding part-way keeps the
     frames decoded so far, warns (RuntimeWarning) and is listed in summary["incomplete_videos"].
     """
-    if fmt not in ("coco", "openpose"):
-        raise InputError(f"format must be coco or openpose, got {fmt!r}")
+    if fmt not in FORMATS:
+        raise InputError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     paths = collect_inputs(inputs)
     out_path = writable_path(out, "--out") if out else None
     draw_path = _writable_dir(draw_dir) if draw_dir else None
@@ -65,6 +71,10 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
     def encode(result, image, frame_id):
         if fmt == "coco":
             return result.to_coco(frame_id)
+        if fmt == "comfyui":
+            return to_comfyui(result, image.shape)
+        if fmt == "openpose-json":
+            return to_openpose_json(result, image.shape)
         return result.to_openpose(image.shape[:2])
 
     bar = tqdm(paths, desc="predict", unit="file", disable=not progress or len(paths) < 2)
@@ -101,7 +111,7 @@ def run_predict(est, inputs: list[str], out: str | None = None, draw_dir: str | 
             frames += 1
             if draw_path:
                 cv2.imwrite(str(draw_path / f"{path.stem}_pose.png"), draw(image, result, score_threshold))
-                if fmt == "openpose":
+                if fmt != "coco":
                     cv2.imwrite(str(draw_path / f"{path.stem}_openpose.png"), draw_openpose(result, image.shape[:2]))
     elapsed = time.perf_counter() - t0
     summary = {"files": results, "persons": persons, "frames": frames,

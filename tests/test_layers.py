@@ -19,7 +19,8 @@ FOLDERS = {"dwpose_edge": "dwpose_edge", "runtimes": "dwpose_edge.runtimes", "ex
            "train": "dwpose_edge.train", "bench": "dwpose_edge.bench"}
 # rooms, lowest first: a module may import its own room and the rooms below it, never above
 BASE = {"errors", "version", "specs", "hashing", "manifest", "weights", "embedded", "onnx_file", "sdk_zip",
-        "sdk_pipeline", "preprocess", "postprocess", "result", "draw", "openpose", "skeleton", "data", "check_set"}
+        "sdk_pipeline", "preprocess", "postprocess", "result", "draw", "openpose", "pose_json", "skeleton", "data",
+        "check_set"}
 ROOMS = ["base", "runtimes", "detectors", "models", "evaluation", "export", "api", "train", "bench", "cli"]
 # packages a module may import inside a function: optional backends, heavy or absent on devices. onnx is a core
 # dependency but ~0.45 s to import (ml_dtypes 0.7): loaded when a file is really checked or exported, never for
