@@ -20,6 +20,7 @@ from .evaluation.metric import evaluate_estimator, format_results
 from .export.cache import export_cache_entries, prune_export_cache
 from .pose_json import write_pose_canvases
 from .predict import FORMATS, run_predict
+from .presets import PRESETS
 from .runtimes import precisions as table
 from .runtimes.base import require
 from .specs import MODEL_SPECS, RTMW_SPECS
@@ -29,17 +30,29 @@ from .weights import cache_dir
 
 
 def _estimator(args: argparse.Namespace, **extra):
-    """The Estimator the model options of a subcommand describe (see `_add_model_args`)."""
-    est = Estimator(model=args.model, weights=args.weights, runtime=args.runtime, device=args.device,
-                    precision=args.precision, model_dir=args.model_dir, flip_test=args.flip_test,
-                    threads=args.threads, calib=args.calib, calib_images=args.calib_images, **extra)
+    """The Estimator the model options of a subcommand describe (see `_add_model_args`); with --preset, the
+    preset's model, weights, detector and runtime unless --runtime/--detector are given."""
+    options = dict(device=args.device, precision=args.precision, flip_test=args.flip_test, threads=args.threads,
+                   calib=args.calib, calib_images=args.calib_images, **extra)
+    if args.preset:
+        given = [flag for flag, value in (("--model", args.model), ("--weights", args.weights),
+                                          ("--model-dir", args.model_dir)) if value is not None]
+        if given:
+            raise InputError(f"--preset {args.preset} chooses the model and its weights: drop {', '.join(given)}")
+        if args.runtime is not None:
+            options["runtime"] = args.runtime
+        est = Estimator.from_preset(args.preset, **{k: v for k, v in options.items() if v is not None})
+    else:
+        options["detector"] = options.get("detector") or "none"
+        est = Estimator(model=args.model or "dwpose-t", weights=args.weights, runtime=args.runtime or "onnxruntime",
+                        model_dir=args.model_dir, **options)
     if est.decision is not None:  # runtime/precision auto: say what was chosen and why
         print(est.decision.summary(), file=sys.stderr)
     return est
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    est = _estimator(args, detector=args.detector)
+    est = _estimator(args, detector=args.detector)  # None: the preset's, else 'none'
     if wants_tracking(args):
         return run_tracking(args, est)
     summary = run_predict(est, args.inputs, out=args.out, draw_dir=args.draw, fmt=args.format)
@@ -122,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     backend = load_backend(args.evaluator)  # before any model loading or inference
     _require_paths({"--ann": args.ann, "--images": args.images, "--det-file": args.det_file})
-    est = _estimator(args)
+    est = _estimator(args, detector="none")  # boxes from --det-file or the ground truth: no detector to fetch
     results = evaluate_estimator(est, args.ann, args.images, use_gt_boxes=args.det_file is None,
                                  det_file=args.det_file, max_images=args.max_images, evaluator=backend.name)
     print(format_results(results))
@@ -173,12 +186,17 @@ MODEL_HELP = (f"model variant: {', '.join(MODEL_SPECS)}; from ONNX / SDK zips on
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="dwpose-t", help=MODEL_HELP)
+    p.add_argument("--preset", default=None, choices=list(PRESETS),
+                   help="for real photos: an official pose model and person detector, downloaded once and verified "
+                        "(performance: DWPose-l 384x288 + YOLOX-L, no PyTorch needed; balanced: DWPose-m + "
+                        "YOLOX-m HumanArt; lightweight: DWPose-t + YOLOX-tiny HumanArt); replaces --model, "
+                        "--weights and the default --detector and --runtime")
+    p.add_argument("--model", default=None, help=MODEL_HELP.replace("%(default)s", "dwpose-t"))
     p.add_argument("--weights", default=None, help="mmpose .pth path, .onnx file, OpenMMLab SDK .zip, or a registry "
                                                    "name of one (default: the embedded model)")
-    p.add_argument("--runtime", default="onnxruntime", choices=[*table.RUNTIMES, "auto"],
+    p.add_argument("--runtime", default=None, choices=[*table.RUNTIMES, "auto"],
                    help="inference engine; auto: the fastest that passes its accuracy gate, measured once per "
-                        "machine and cached (default: %(default)s)")
+                        "machine and cached (default: onnxruntime, or the --preset's)")
     p.add_argument("--precision", default="fp32", choices=[*table.PRECISIONS, "auto"],
                    help=f"numeric precision ({PRECISION_HELP}); int8 exports and calibrates on first use, bf16 needs "
                         "a CPU with AVX512-BF16 or AMX; auto: fp32 or bf16, whichever is fastest within its "
@@ -200,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="estimate whole-body keypoints on images or folders")
     p.add_argument("inputs", nargs="+", help="images, folders, videos")
     _add_model_args(p)
-    p.add_argument("--detector", default="none",
+    p.add_argument("--detector", default=None,
                    help=f"{', '.join(detector_names())}, a YOLOX-style .onnx, or an mmdeploy SDK detector .zip "
-                        "(none: the whole image is one person; default: %(default)s)")
+                        "(none: the whole image is one person; default: none, or the --preset's)")
     p.add_argument("--format", default="coco", choices=list(FORMATS),
                    help="JSON layout of --out: coco (133 keypoints), openpose (ControlNet-style), comfyui "
                         "(ComfyUI's POSE_KEYPOINT entries) or openpose-json (OpenPose's own layout, raw scores) "

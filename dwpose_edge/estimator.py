@@ -1,8 +1,10 @@
 """`Estimator`: image (+ boxes) in, whole-body keypoints out, on any runtime."""
 from __future__ import annotations
 
+import inspect
 import os
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,9 +15,26 @@ from .errors import InputError, ModelFileError
 from .pose_runtime import open_pose_runtime
 from .postprocess import decode_simcc, merge_flip
 from .preprocess import CropWorkspace, check_boxes, check_image, crop_boxes
+from .presets import preset_arguments
 from .result import PoseResult
 from .runtimes.base import Runtime, check_batch
-from .specs import NUM_KEYPOINTS, pose_spec
+from .specs import NUM_KEYPOINTS, RTMW_SPECS, pose_spec
+
+EMBEDDED_NOTE = ("dwpose-edge: Estimator() without weights runs the embedded model, which was trained on generated "
+                 "people only: for real photos use Estimator.from_preset(\"balanced\") (command line: --preset "
+                 "balanced), or \"performance\", which needs no PyTorch (presets: dwpose_edge.presets)")
+_embedded_noted = False  # EMBEDDED_NOTE is given once per process
+_note_lock = threading.Lock()
+
+
+def _note_embedded_default() -> None:
+    """Warn once per process that the embedded default is not a model for real photos."""
+    global _embedded_noted
+    with _note_lock:
+        if _embedded_noted:
+            return
+        _embedded_noted = True
+    warnings.warn(EMBEDDED_NOTE, UserWarning, stacklevel=3)
 
 
 def check_threads(threads: Any) -> int | None:
@@ -45,6 +64,10 @@ class Estimator:
     ('yolox-tiny-humanart', 'yolox-m-humanart', 'yolox-x-humanart') or .zip path, a YOLOX-style .onnx
     path, or any object with `detect(image) -> (boxes, scores)`. A detector that finds nobody gives an
     empty result.
+
+    For real photos, `Estimator.from_preset("balanced")` (or "performance", "lightweight") picks an official
+    pose model and person detector; with no weights the embedded model runs, trained on generated people only
+    (a UserWarning says so once per process).
 
     Model source, in order: `model_dir` (a folder from `dwpose-edge export`); runtime 'torch':
     `weights` as a checkpoint path / registry name / state dict / 'random' / None (= embedded
@@ -88,6 +111,17 @@ class Estimator:
         self.input_size = tuple(self.runtime.input_size)
         if self.input_size != tuple(self.spec.input_size):
             raise ModelFileError(f"the model takes {self.input_size} crops but {model} needs {self.spec.input_size}")
+        if weights is None and model_dir is None and model not in RTMW_SPECS:
+            _note_embedded_default()  # the embedded model: say once that it is not one for real photos
+
+    @classmethod
+    def from_preset(cls, name: str, *, progress: bool = True, **overrides: Any) -> Estimator:
+        """An Estimator for real photos: a pose model and a person detector by one name, 'performance',
+        'balanced' or 'lightweight' (see `dwpose_edge.presets`), with their files downloaded once into the weights
+        cache and verified first (offline, one WeightsError names every missing file and where to put it).
+        `overrides` are any other Estimator arguments (runtime, precision, threads, flip_test, detector...)."""
+        options = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+        return cls(**preset_arguments(name, overrides, options, progress=progress))
 
     def infer_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """SimCC logits for normalized crops (N,3,H,W), batched, with flip test when enabled."""
