@@ -123,12 +123,19 @@ class OpenVinoRuntime:
                 for request in requests[1:]:
                     request.wait()
                 # concatenate reads the requests' output tensors directly: one copy, not a copy per chunk first
-                return tuple(np.concatenate([r.get_output_tensor(i).data for r in requests[1:]])  # type: ignore
-                             for i in (self._ix, self._iy))
-            requests[0].infer({0: batch})
-            return self._outputs(requests[0])
+                out = tuple(np.concatenate([r.get_output_tensor(i).data for r in requests[1:]])
+                            for i in (self._ix, self._iy))
+            else:
+                requests[0].infer({0: batch})
+                out = self._outputs(requests[0])
         except Exception as exc:
             raise ModelFileError(f"OpenVINO inference of {self.path} failed: {ov_error_summary(exc)}") from exc
+        if out[0].shape[0] != n or out[1].shape[0] != n:
+            # seen: the int8 IR on an ARMv8.0 core (qemu cortex-a72, no dot product) returns 0 rows, no error
+            raise ModelFileError(f"OpenVINO returned outputs of shapes {out[0].shape} / {out[1].shape} for {n} crops "
+                                 f"from {self.path} ({self.precision}) on this CPU: its plugin does not run this model "
+                                 "correctly here; use another runtime or precision on this device")
+        return out  # type: ignore[return-value]
 
     def _requests(self) -> list:
         """This thread's requests: [one-crop request, one per stream of the batched model...]."""

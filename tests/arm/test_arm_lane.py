@@ -41,6 +41,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SOURCES = ("export", "runtimes", "dwpose_edge/preprocess.py", "dwpose_edge/check_set.py", "dwpose_edge/models",
            "dwpose_edge/evaluation", "dwpose_edge/data/dwpose-t_synth_fp16.pth")
 PHOTO = REPO / "dwpose_edge" / "data" / "astronaut.jpg"
+# artifacts the device check refuses on a core, with what it says: a found runtime bug, not drift (docs/arm.md)
+REFUSED = {("cortex-a72", "openvino", "int8"): "OpenVINO returned outputs of shapes (0, 133, 384)"}
 PREDICT = ("onnxruntime", "fp16")  # the artifact the end-to-end run opens through the Estimator on each core
 
 
@@ -139,6 +141,9 @@ def test_the_rootfs_runs_without_torch(lane):
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_every_artifact_passes_its_gate_on_the_core(device_checks, cpu, runtime, precision):
     row = device_checks[cpu][runtime, precision]
+    if (cpu, runtime, precision) in REFUSED:  # refused with the reason, never a silent wrong result
+        assert row["status"] == "error" and REFUSED[cpu, runtime, precision] in row["error"], row
+        return
     assert row["status"] == "pass", f"{runtime}/{precision} on {cpu}: {row.get('error') or row['check']}"
     check = row["check"]
     assert check["cpu"]["machine"] == "aarch64"
