@@ -95,10 +95,10 @@ class DwposeDetector:
     """Drop-in for ControlNet's DWPose annotator: `detector(image, detect_resolution=512, image_resolution=512,
     output_type="pil")` returns the conditioning canvas (RGB) as ControlNet's `dwpose` annotator draws it.
 
-    `estimator`: the Estimator to use; by default `Estimator(runtime=runtime, detector=detector, **options)`
-    with runtime "auto" (the fastest runtime of this machine within its accuracy gate; no PyTorch) and DWPose's
-    YOLOX person detector, as the annotator uses ("yolox" is downloaded once and verified; "hog" or "none"
-    (the whole image is one person) work offline).
+    `estimator`: the Estimator to use; by default the models the annotator runs, `Estimator.from_preset(
+    "performance", runtime=runtime, ...)`: DWPose-l-384 and YOLOX-L from the official ONNX files (downloaded once
+    and verified; no PyTorch), on runtime "auto" (the fastest of this machine within its accuracy gate).
+    `detector` replaces YOLOX-L ("hog" or "none", the whole image as one person, work offline).
     """
 
     def __init__(self, estimator: Estimator | None = None, detector: Any = None, runtime: str = "auto",
@@ -109,8 +109,9 @@ class DwposeDetector:
                                  "detector/options to your Estimator")
             self.estimator = estimator
         else:
-            self.estimator = Estimator(runtime=runtime, detector="yolox" if detector is None else detector,
-                                       **estimator_options)
+            if detector is not None:
+                estimator_options["detector"] = detector
+            self.estimator = Estimator.from_preset("performance", runtime=runtime, **estimator_options)
 
     def __call__(self, input_image: Any, detect_resolution: int = 512, image_resolution: int = 512,
                  output_type: str | None = "pil", include_body: bool = True, include_hand: bool = True,

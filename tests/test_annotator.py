@@ -192,10 +192,11 @@ def test_errors_and_default_estimator(monkeypatch):
         det(None)
     with pytest.warns(UserWarning, match="xinsr_stick_scaling"):
         det(image, output_type="np", xinsr_stick_scaling=False)
-    made = []
-    monkeypatch.setattr(annotator_module, "Estimator", lambda **kw: made.append(kw) or est)
-    assert DwposeDetector().estimator is est and made[-1] == {"runtime": "auto", "detector": "yolox"}
+    made = []  # the default is the annotator's own models: the 'performance' preset (tests/test_presets.py runs it)
+    monkeypatch.setattr(annotator_module.Estimator, "from_preset",
+                        classmethod(lambda cls, name, **kw: made.append((name, kw)) or est))
+    assert DwposeDetector().estimator is est and made[-1] == ("performance", {"runtime": "auto"})
     DwposeDetector(detector="hog", runtime="onnxruntime", threads=1)
-    assert made[-1] == {"runtime": "onnxruntime", "detector": "hog", "threads": 1}
+    assert made[-1] == ("performance", {"runtime": "onnxruntime", "detector": "hog", "threads": 1})
     with pytest.raises(DwposeEdgeError, match="not both"):
         DwposeDetector(est, detector="hog")
