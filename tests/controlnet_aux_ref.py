@@ -7,51 +7,21 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import hashlib
 import importlib.util
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import types
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from test_openpose import CONTROLNET_AUX, CONTROLNET_AUX_SHA256, _require_reference
+from test_openpose import fetch_wheel_files
 
 CALL_DIR = Path(os.environ.get("DWPOSE_EDGE_CONTROLNET_AUX_CALL_DIR",
                                Path.home() / ".cache" / "dwpose_edge" / "controlnet_aux-0.0.10-call"))
 FILES = {"util.py": "controlnet_aux/util.py", "dwpose_util.py": "controlnet_aux/dwpose/util.py",
          "dwpose_init.py": "controlnet_aux/dwpose/__init__.py"}
-
-
-def _fetch() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                               CONTROLNET_AUX, "-d", tmp], capture_output=True, text=True, timeout=600)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            reason = (proc.stderr.strip().splitlines() or ["pip gave no wheel"])[-1]
-            if _require_reference():
-                pytest.fail(f"cannot download {CONTROLNET_AUX} (the DWPose annotator reference): {reason}")
-            pytest.skip(f"{CONTROLNET_AUX} (the DWPose annotator reference) cannot be downloaded: {reason}; "
-                        "set CI=true to make this a failure")
-        digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
-        assert digest == CONTROLNET_AUX_SHA256, f"{wheels[0].name} sha256 {digest} is not the audited wheel's"
-        CALL_DIR.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=CALL_DIR.parent))
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            for name, member in FILES.items():
-                (staging / name).write_bytes(wheel.read(member))
-        try:
-            staging.rename(CALL_DIR)
-        except OSError:  # another session cached it first
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _functions(path: Path, names: set[str], namespace: dict, cls: str | None = None) -> dict:
@@ -73,7 +43,7 @@ def load_reference() -> types.SimpleNamespace:
     from PIL import Image
 
     if not all((CALL_DIR / name).exists() for name in FILES):
-        _fetch()
+        fetch_wheel_files(CALL_DIR, FILES)
     spec = importlib.util.spec_from_file_location("controlnet_aux_dwpose_util_call", CALL_DIR / "dwpose_util.py")
     util = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(util)

@@ -107,8 +107,9 @@ def _require_reference() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def _fetch_annotator_sources() -> None:
-    """Download the controlnet_aux wheel once (pip, no install), check its sha256, keep its two dwpose files."""
+def fetch_wheel_files(dest: Path, members: dict[str, str]) -> None:
+    """Download the controlnet_aux wheel once (pip, no install), check its sha256, and keep the given members
+    (file name in `dest` -> path in the wheel); `dest` appears whole or not at all."""
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                                CONTROLNET_AUX, "-d", tmp], capture_output=True, text=True, timeout=600)
@@ -121,12 +122,13 @@ def _fetch_annotator_sources() -> None:
                         "set CI=true to make this a failure")
         digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
         assert digest == CONTROLNET_AUX_SHA256, f"{wheels[0].name} sha256 {digest} is not the audited wheel's"
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=AUX_DIR.parent))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest.parent))
         with zipfile.ZipFile(wheels[0]) as wheel:
-            for name in ("util.py", "__init__.py"):
-                (staging / name).write_bytes(wheel.read(f"controlnet_aux/dwpose/{name}"))
+            for name, member in members.items():
+                (staging / name).write_bytes(wheel.read(member))
         try:
-            staging.rename(AUX_DIR)
+            staging.rename(dest)
         except OSError:  # another session cached it first
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -136,8 +138,7 @@ def annotator() -> types.SimpleNamespace:
     """controlnet_aux's dwpose `util` module and its `draw_pose(pose, H, W)` (RGB canvas)."""
     pytest.importorskip("matplotlib", reason="the annotator's draw_handpose needs matplotlib")
     if not (AUX_DIR / "util.py").exists():
-        AUX_DIR.parent.mkdir(parents=True, exist_ok=True)
-        _fetch_annotator_sources()
+        fetch_wheel_files(AUX_DIR, {n: f"controlnet_aux/dwpose/{n}" for n in ("util.py", "__init__.py")})
     spec = importlib.util.spec_from_file_location("controlnet_aux_dwpose_util", AUX_DIR / "util.py")
     util = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(util)
