@@ -32,7 +32,9 @@ from .weights import cache_dir
 def _estimator(args: argparse.Namespace, **extra):
     """The Estimator the model options of a subcommand describe (see `_add_model_args`); with --preset, the
     preset's model, weights, detector and runtime unless --runtime/--detector are given."""
-    options = dict(device=args.device, precision=args.precision, flip_test=args.flip_test, threads=args.threads,
+    # --runtime auto without --precision weighs fp32 and, on a CPU with bf16, OpenVINO bf16 (no export needed)
+    precision = args.precision or ("auto" if args.runtime == "auto" else "fp32")
+    options = dict(device=args.device, precision=precision, flip_test=args.flip_test, threads=args.threads,
                    calib=args.calib, calib_images=args.calib_images, **extra)
     if args.preset:
         given = [flag for flag, value in (("--model", args.model), ("--weights", args.weights),
@@ -197,10 +199,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", default=None, choices=[*table.RUNTIMES, "auto"],
                    help="inference engine; auto: the fastest that passes its accuracy gate, measured once per "
                         "machine and cached (default: onnxruntime, or the --preset's)")
-    p.add_argument("--precision", default="fp32", choices=[*table.PRECISIONS, "auto"],
+    p.add_argument("--precision", default=None, choices=[*table.PRECISIONS, "auto"],
                    help=f"numeric precision ({PRECISION_HELP}); int8 exports and calibrates on first use, bf16 needs "
                         "a CPU with AVX512-BF16 or AMX; auto: fp32 or bf16, whichever is fastest within its "
-                        "accuracy gate (default: %(default)s)")
+                        "accuracy gate (default: fp32; auto with --runtime auto)")
     p.add_argument("--model-dir", default=None, help="folder written by `dwpose-edge export`")
     p.add_argument("--device", default=None, help="cpu (default), cuda[:N], or an OpenVINO device name such as GPU")
     p.add_argument("--flip-test", action="store_true",

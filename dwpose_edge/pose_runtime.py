@@ -32,9 +32,11 @@ def open_pose_runtime(model: str, weights: Any = None, runtime: str = "onnxrunti
     runtime_class(runtime)  # validates the name before any heavy work
     precisions.support(runtime, precision)  # and the precision (the device is the runtime's to check)
     precisions.check_cpu_feature(runtime, precision)
-    if model in RTMW_SPECS and (runtime not in ("onnxruntime", "openvino") or precision != "fp32"):
-        raise InputError(f"{model} runs from its ONNX file only, on runtime onnxruntime or openvino in fp32 (got "
-                         f"{runtime}/{precision}): there is no PyTorch model or export of it here")
+    # OpenVINO bf16 runs the fp32 ONNX with a bf16 precision hint: no export, gated against fp32 when it opens
+    ov_bf16 = (runtime, precision) == ("openvino", "bf16")
+    if model in RTMW_SPECS and (runtime not in ("onnxruntime", "openvino") or precision != "fp32") and not ov_bf16:
+        raise InputError(f"{model} runs from its ONNX file only, on runtime onnxruntime or openvino in fp32 (or "
+                         f"openvino bf16) (got {runtime}/{precision}): there is no PyTorch model or export of it here")
     if model_dir is not None:
         if runtime == "torch":
             raise InputError("model_dir holds exported files; choose runtime onnxruntime, openvino or ncnn")
@@ -43,24 +45,34 @@ def open_pose_runtime(model: str, weights: Any = None, runtime: str = "onnxrunti
         return _torch_runtime(model, weights, device, precision, threads)
     if weights is None and model in RTMW_SPECS:
         weights = model  # RTMW: OpenMMLab's SDK zip, registry name = model name
-    direct = runtime in ("onnxruntime", "openvino") and precision == "fp32"
+    direct = (runtime in ("onnxruntime", "openvino") and precision == "fp32") or ov_bf16
     if weights is None and direct:
         source = default_onnx(model)  # the embedded ONNX, verified and validated when it was made
-        return open_runtime(runtime, {"model": source, "xml": source}, device=device, threads=threads,
-                            input_size=spec.input_size)
+        opened = open_runtime(runtime, {"model": source, "xml": source}, precision=precision, device=device,
+                              threads=threads, input_size=spec.input_size)
+        return _gate_bf16(opened, source, threads) if ov_bf16 else opened
     if is_pose_file(weights) and direct:
         found = pose_onnx(weights)  # .onnx / SDK .zip / registry name: size and normalisation checked
         if found.model is not None and found.model != model:
             raise InputError(f"weights {weights!r} hold the model {found.model}; pass model={found.model!r}")
-        opened = open_runtime(runtime, {"model": found.path, "xml": found.path}, device=device, threads=threads,
-                              input_size=spec.input_size)  # a static input shape is checked here first
+        opened = open_runtime(runtime, {"model": found.path, "xml": found.path}, precision=precision, device=device,
+                              threads=threads, input_size=spec.input_size)  # a static input shape is checked here first
         if found.input_size is not None and tuple(found.input_size) != tuple(spec.input_size):
             raise ModelFileError(f"{weights} declares {found.input_size[0]}x{found.input_size[1]} (WxH) "
                                  f"crops but {model} takes {spec.input_size[0]}x{spec.input_size[1]}")
-        return opened
+        return _gate_bf16(opened, found.path, threads) if ov_bf16 else opened
     folder = cached_export(model, weights, runtime, precision, threads=threads, calib=calib,
                            calib_images=calib_images)
     return _open_model_dir(model, folder, runtime, precision, device, threads)
+
+
+def _gate_bf16(opened: Runtime, path: Any, threads: int | None) -> Runtime:
+    """OpenVINO bf16 on an ONNX file has no export to gate it: checked here against onnxruntime fp32 on the same
+    file and the bundled crops (ParityError with the figures when bf16 moves its keypoints), as torch bf16 is."""
+    reference = open_runtime("onnxruntime", {"model": path}, threads=threads, input_size=tuple(opened.input_size))
+    opened.validation = validate(reference.infer, opened.infer, validation_crops(opened.input_size), "bf16",
+                                 "openvino/bf16").as_dict()
+    return opened
 
 
 def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 
 from dwpose_edge import Estimator
@@ -118,3 +119,97 @@ def test_estimator_and_cli_auto(tmp_path, monkeypatch, capsys):
                  "--threads", "1", "--out", str(tmp_path / "out.json")]) == 0
     err = capsys.readouterr().err
     assert "auto: " in err and "onnxruntime/fp32:" in err and "openvino/fp32:" in err
+
+
+# --- OpenVINO bf16 on an ONNX file: a candidate on bf16 CPUs, opened without export, gated on open ----------
+
+def test_bf16_cpu_weighs_openvino_bf16_for_the_embedded_model_and_any_onnx():
+    """Candidate selection for a CPU with bf16, decided from flags (this CPU may lack bf16: nothing runs here)."""
+    bf16_cpu = OLD_X86 | {"amx_bf16"}
+    for weights in (None, "model.onnx", "sdk.zip"):
+        with_bf16 = default_candidates(weights, flags=bf16_cpu)
+        without = default_candidates(weights, flags=OLD_X86)
+        if importlib.util.find_spec("openvino") is not None:
+            assert ("openvino", "bf16") in with_bf16
+        assert ("openvino", "bf16") not in without and all(p == "fp32" for _, p in without)
+    if importlib.util.find_spec("openvino") is not None:  # RTMW (ONNX only) too
+        assert ("openvino", "bf16") in default_candidates(None, flags=bf16_cpu, model="rtmw-m-256x192")
+
+
+class _FakeRuntime:
+    """An opened runtime without a model: SimCC logits peaking at fixed places, `shift` bins off for bf16."""
+
+    def __init__(self, runtime, files, precision="fp32", shift=0, **kwargs):
+        self.name, self.files, self.precision, self.kwargs = runtime, files, precision, kwargs
+        self.input_size, self.shift = kwargs.get("input_size") or (192, 256), shift
+
+    def infer(self, batch):
+        n = len(batch)
+        x = np.zeros((n, 133, self.input_size[0] * 2), np.float32)
+        y = np.zeros((n, 133, self.input_size[1] * 2), np.float32)
+        x[:, :, 100 + self.shift], y[:, :, 200] = 1.0, 1.0
+        return x, y
+
+
+@pytest.mark.parametrize("shift, passes", [(0, True), (10, False)])
+def test_openvino_bf16_opens_the_onnx_directly_and_is_gated_on_open(monkeypatch, shift, passes):
+    """open_pose_runtime('openvino', 'bf16') on the embedded ONNX: no export (the fp32 file with a bf16 hint),
+    then the gate against onnxruntime fp32 on the same file, as torch bf16 is gated: a bf16 run that moves
+    keypoints 5 px (10 SimCC bins) is refused with a ParityError. The CPU's bf16 check is bypassed: runtimes
+    are fakes, so this runs on any CPU."""
+    from dwpose_edge import pose_runtime
+    from dwpose_edge.embedded import default_onnx
+    from dwpose_edge.errors import ParityError
+
+    opened = []
+
+    def fake_open(runtime, files, precision="fp32", **kwargs):
+        rt = _FakeRuntime(runtime, files, precision, shift if precision == "bf16" else 0, **kwargs)
+        opened.append(rt)
+        return rt
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("openvino bf16 on an ONNX file needs no export")
+
+    monkeypatch.setattr(pose_runtime, "open_runtime", fake_open)
+    monkeypatch.setattr(pose_runtime, "cached_export", no_export)
+    monkeypatch.setattr(pose_runtime.precisions, "check_cpu_feature", lambda *a, **k: None)
+    if not passes:
+        with pytest.raises(ParityError, match=r"openvino/bf16 disagrees .* within 2 px \(needs >= 95.0%\)"):
+            pose_runtime.open_pose_runtime("dwpose-t", None, "openvino", "bf16", threads=1)
+        return
+    rt = pose_runtime.open_pose_runtime("dwpose-t", None, "openvino", "bf16", threads=1)
+    source = default_onnx("dwpose-t")
+    assert [(o.name, o.precision) for o in opened] == [("openvino", "bf16"), ("onnxruntime", "fp32")]
+    assert opened[0].files["xml"] == source and opened[1].files["model"] == source
+    assert rt is opened[0] and rt.validation["within_2px"] == 1.0
+
+
+def test_openvino_bf16_is_refused_on_a_cpu_without_bf16():
+    from dwpose_edge.errors import RuntimeUnavailableError
+    from dwpose_edge.pose_runtime import open_pose_runtime
+
+    if has_bf16():
+        pytest.skip("this CPU has bf16")
+    with pytest.raises(RuntimeUnavailableError, match=r"avx512_bf16.*amx_bf16"):
+        open_pose_runtime("dwpose-t", None, "openvino", "bf16")
+
+
+def test_cli_runtime_auto_without_precision_weighs_every_precision(monkeypatch):
+    from dwpose_edge import cli
+
+    seen = {}
+
+    class Recorder:
+        decision = None
+
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.setattr(cli, "Estimator", Recorder)
+    parser = cli.build_parser()
+    for argv, precision in ((["--runtime", "auto"], "auto"), ([], "fp32"), (["--runtime", "openvino"], "fp32"),
+                            (["--runtime", "auto", "--precision", "fp32"], "fp32")):
+        args = parser.parse_args(["predict", "x.jpg", *argv])
+        cli._estimator(args)
+        assert seen["precision"] == precision, argv

@@ -4,7 +4,9 @@ Goal of issue #20, on a real clip (OpenCV's vtest.avi, 768x576 pedestrians) with
 `det_every=10` runs >= 4x the frames/s of `det_every=1`, every person carries a track_id and the median
 track lasts >= 10 frames. Both speeds come from one run (the machine is noisy), pipelined as the CLI runs.
 The same run gives what the pipeline (decode + detection in a second thread) gains; on the generated walking
-clip, identity switches and keypoint drift between detections (extra_info)."""
+clip, identity switches and keypoint drift between detections (extra_info). In a generated crowd (12 people,
+a detector that misses and invents some: tests/crowd.py), frames/s and MOT counts at det_every 1 and 10, on
+the default runtime and on runtime='auto' (issue #27 item 4)."""
 from __future__ import annotations
 
 import time
@@ -17,6 +19,7 @@ from dwpose_edge.estimator import Estimator
 from dwpose_edge.tracking import PoseTracker
 from dwpose_edge.train.synth.clip import ClipDetector, render_clip, score_tracking
 from dwpose_edge.video import open_source
+from tests.crowd import NoisyClipDetector, crowd_clip, mot_counts
 from tests.hog_ref.samples import VTEST
 
 FRAMES = 60  # 6 s of vtest.avi (10 frames/s)
@@ -112,3 +115,37 @@ def test_generated_clip_switches_and_drift(benchmark, est):
     benchmark.extra_info.update(info)
     print("\ngenerated clip:", info)
     assert info["id_switches_det_every_10"] <= 2
+
+
+def test_crowd_det_every_1_vs_10(benchmark, est):
+    """Frames/s and MOT counts (persons per frame, false positives, misses, id switches) at det_every 1 and 10
+    on the generated crowd, with onnxruntime fp32 and with runtime='auto' (pose time dominates with a dozen
+    people: the speed-up is well under the sparse clip's)."""
+    clip = crowd_clip()
+    estimators = {"onnxruntime/fp32": Estimator(runtime="onnxruntime"),
+                  f"auto ({est.runtime.name}/{getattr(est.runtime, 'precision', 'fp32')})": est}
+
+    def run(estimator, det_every: int) -> tuple[float, dict]:
+        tracker = PoseTracker(estimator, det_every=det_every, detector=NoisyClipDetector(clip), fps=clip.fps)
+        t0 = time.perf_counter()
+        results = [r for _, r in tracker.track(clip.frames)]
+        return len(results) / (time.perf_counter() - t0), mot_counts(clip, results).summary()
+
+    def all_runs() -> dict:
+        out = {}
+        for name, estimator in estimators.items():
+            for det_every in (1, 10):
+                fps, counts = run(estimator, det_every)
+                out[f"{name} det_every={det_every}"] = {"fps": round(fps, 2), **counts}
+        return out
+
+    runs = benchmark.pedantic(all_runs, rounds=1, iterations=1)
+    benchmark.group = f"tracking, generated crowd {len(clip.frames)} frames"
+    benchmark.extra_info.update(runs)
+    print("\ngenerated crowd:")
+    for name, r in runs.items():
+        print(f"  {name}: {r}")
+    for name in estimators:
+        every, sparse = runs[f"{name} det_every=1"], runs[f"{name} det_every=10"]
+        assert sparse["persons_per_frame"] >= 0.85 * every["persons_per_frame"]
+        assert sparse["false_positives"] <= every["false_positives"] + 5
