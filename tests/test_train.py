@@ -136,10 +136,15 @@ def test_ddp_two_gloo_processes_match_one_process(data, tmp_path):
     a = torch.load(single, weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "ddp" / "final.pth", weights_only=True)["state_dict"]
     init = build_model("dwpose-t").state_dict()
-    moved = max(float((a[k].float() - init[k].float()).abs().max()) for k in a if a[k].is_floating_point())
-    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].is_floating_point())
-    assert moved > 1e-3  # training really changed the weights
-    assert diff < 1e-3 * max(1.0, moved) and diff < 0.05 * moved
+    keys = [k for k in a if a[k].is_floating_point()]
+    moved = {k: float((a[k].float() - init[k].float()).abs().max()) for k in keys}
+    diff = {k: float((a[k].float() - b[k].float()).abs().max()) for k in keys}
+    assert max(moved.values()) > 1e-3  # training really changed the weights
+    # per tensor, against how far training moved it: the orders of summation differ (all-reduce, synchronised BN)
+    # and AdamW normalises small gradients, so rounding shows up to ~1% here. Measured: 1.70e-3 of 0.126 in
+    # head.cls_x on a Zen 3 (AVX2) CPU, under 1e-3 on AVX-512 ones; one process at 1 vs 2 threads: 6.3e-4
+    worst = max(keys, key=lambda k: diff[k] / max(moved[k], 1e-2))
+    assert diff[worst] < 0.03 * max(moved[worst], 1e-2), (worst, diff[worst], moved[worst])
 
 
 def test_learning_rate_schedule():
