@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -66,7 +67,10 @@ def run_demo(out: str | Path, weights: str = DEMO_WEIGHTS, sha256: Optional[str]
     log(f"model: the embedded {model}: {meta.get('note', 'no note')}\n"
         f"  whole-body AP {ap.get('wholebody', float('nan')):.3f}, body {ap.get('body', float('nan')):.3f} on the "
         "embedded generated validation set (docs/MODEL_CARD.md)")
-    written.append(_draw_validation(Estimator(model=model, flip_test=True), out, log))
+    with warnings.catch_warnings():  # the line above already says which model this is and what it is for
+        warnings.filterwarnings("ignore", message=r"dwpose-edge: Estimator\(\) without weights")
+        embedded = Estimator(model=model, flip_test=True)
+    written.append(_draw_validation(embedded, out, log))
     if official is None:
         entry = get_entry(weights)
         log(f"offline ({why}): drew the embedded model on generated people only; for real-photo results run "
