@@ -3,7 +3,7 @@ the conditioning canvas ControlNet's OpenPose/DWPose models were trained on (pix
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -148,7 +148,7 @@ def draw_openpose_points(points: np.ndarray, scores: np.ndarray, canvas_size: tu
     """`draw_openpose` from points already in OpenPose order: (N,134,2) pixels and (N,134) scores as
     `to_openpose_points` gives them (the neck is drawn where it is, not recomputed). `body`, `hands`,
     `face` = False leave that part out of the canvas (ComfyUI's include_* options)."""
-    h, w = _check_size(canvas_size)
+    h, w = check_size(canvas_size)
     half_width, joint_r, hand_thick, hand_r, face_r = canvas_sizes(style, (h, w))
     pts = _annotator_pixels(np.asarray(points), h, w)
     ss = np.asarray(scores).astype(np.float32)
@@ -176,14 +176,14 @@ def draw_openpose_points(points: np.ndarray, scores: np.ndarray, canvas_size: tu
     return canvas if rgb else np.ascontiguousarray(canvas[..., ::-1])
 
 
-def _check_size(canvas_size: tuple[int, int]) -> tuple[int, int]:
+def check_size(size: Any, what: str = "canvas_size", hint: str = "image.shape[:2]") -> tuple[int, int]:
+    """(height, width) from the first two entries of `size`; InputError naming `what` unless both are > 0."""
     try:
-        h, w = (int(v) for v in canvas_size)
+        h, w = (int(v) for v in tuple(size)[:2])
     except (TypeError, ValueError):
         h = w = 0
     if h <= 0 or w <= 0:
-        raise InputError(f"canvas_size must be (height, width) in pixels, both > 0, got {canvas_size!r}; "
-                         "pass image.shape[:2]")
+        raise InputError(f"{what} must start with (height, width) in pixels, both > 0, got {size!r}; pass {hint}")
     return h, w
 
 

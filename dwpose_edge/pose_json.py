@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .openpose import MMPOSE_IDX, OPENPOSE_IDX, SCORE_THRESHOLD, draw_openpose_points, to_openpose_points
+from .openpose import (MMPOSE_IDX, OPENPOSE_IDX, SCORE_THRESHOLD, check_size, draw_openpose_points,
+                       to_openpose_points)
 from .result import PoseResult
 
 OPENPOSE_JSON_VERSION = 1.3
@@ -40,14 +41,7 @@ _THRESHOLD32 = np.float32(SCORE_THRESHOLD)
 
 
 def _image_size(image_shape: Any) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in tuple(image_shape)[:2])
-    except (TypeError, ValueError):
-        h = w = 0
-    if h <= 0 or w <= 0:
-        raise InputError(f"image_shape must start with (height, width) in pixels, both > 0, got {image_shape!r}; "
-                         "pass image.shape")
-    return h, w
+    return check_size(image_shape, "image_shape", "image.shape")
 
 
 def _flat(points: np.ndarray, conf: np.ndarray) -> list[float]:

@@ -19,10 +19,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from sdk_models import deploy, detection_pipeline, end2end_onnx, sdk_files, write_zip
+from test_detect import yolox_like_onnx
 
 from dwpose_edge import Estimator
 from dwpose_edge import estimator as estimator_module
@@ -59,22 +58,15 @@ def _serve(server, monkeypatch, name: str, data: bytes) -> None:
 
 
 def _yolox_like(path: Path) -> Path:
-    """The yolox_l.onnx contract: `images` 1x3x640x640 -> raw head output 1x8400x85 (constant + 0 * mean)."""
+    """The yolox_l.onnx contract (tests/test_detect.py's stub) with two persons at grid cells (5, 5) and (14, 6):
+    centre ((g + 0.5) * 32), size (4 * 32, 8 * 32)."""
     raw = np.full((8400, 85), -20.0, np.float32)
     raw[:, 4:] = 0.0
-    for gx, gy in ((5, 5), (14, 6)):  # centre ((g + 0.5) * 32), size (4 * 32, 8 * 32)
+    for gx, gy in ((5, 5), (14, 6)):
         j = 6400 + 1600 + gy * 20 + gx
         raw[j, :4] = [0.5, 0.5, np.log(4.0), np.log(8.0)]
         raw[j, 4], raw[j, 5] = 0.9, 0.9
-    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
-             helper.make_node("Mul", ["m", "zero"], ["z"]),
-             helper.make_node("Add", ["raw", "z"], ["output"])]
-    graph = helper.make_graph(nodes, "yolox_stub",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8400, 85])],
-                              initializer=[numpy_helper.from_array(raw[None], "raw"),
-                                           numpy_helper.from_array(np.zeros((1,), np.float32), "zero")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    yolox_like_onnx(path, raw)
     return path
 
 
