@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dwpose_edge.errors import InputError
-from dwpose_edge.train.synth.clip import Clip, render_clip
+from dwpose_edge.train.synth.clip import Clip, greedy_pairs, render_clip
 
 # a dozen people per frame, as in the clip of issue #27: three groups of four side by side, each group crossing
 # (people walk through one another within a group; the groups stay apart)
@@ -127,22 +127,17 @@ def mot_counts(clip: Clip, results: list, iou_threshold: float = MOT_IOU) -> Mot
         required = {p for p in people if (clip.visible[t, p, :17] == 2).sum() >= MIN_VISIBLE}
         gt = [pose_box(clip.keypoints[t, p], w, h, clip.visible[t, p] > 0) for p in people]
         out = [pose_box(k, w, h) for k in res.keypoints]
-        pairs = sorted(((_iou(g, o), a, j) for a, g in enumerate(gt) for j, o in enumerate(out)), reverse=True)
-        used_a, used_j, switches = set(), set(), 0
-        for iou, a, j in pairs:
-            if iou < iou_threshold:
-                break
-            if a in used_a or j in used_j:
-                continue
-            used_a.add(a)
-            used_j.add(j)
+        iou = np.array([[_iou(g, o) for o in out] for g in gt]).reshape(len(gt), len(out))
+        pairs = greedy_pairs(np.where(iou >= iou_threshold, -iou, np.inf))  # best IoU first
+        switches = 0
+        for a, j in pairs:
             p, tid = people[a], int(res.track_ids[j])
             if p in required:
                 switches += int(p in last and last[p] != tid)
                 last[p] = tid
-        hits = {people[a] for a in used_a}
+        hits = {people[a] for a, _ in pairs}
         counts.persons.append(len(res))
-        counts.false_positives.append(len(out) - len(used_j))
+        counts.false_positives.append(len(out) - len(pairs))
         counts.misses.append(len(required - hits))
         counts.id_switches.append(switches)
         counts.to_find.append(len(required))

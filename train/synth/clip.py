@@ -194,20 +194,28 @@ def score_tracking(clip: Clip, results: list, min_visible: int = 6, max_error: f
                 d = float(np.median(np.linalg.norm(res.keypoints[j, :17][vis] - gt, axis=1)))
                 if d <= limit:
                     cost[a, j] = d
-        used_a, used_j = set(), set()
-        for flat in np.argsort(cost, axis=None, kind="stable"):
-            a, j = np.unravel_index(flat, cost.shape)
-            if not np.isfinite(cost[a, j]):
-                break
-            if a in used_a or j in used_j:
-                continue
-            used_a.add(a)
-            used_j.add(j)
+        pairs = greedy_pairs(cost)
+        for a, j in pairs:
             p, tid = people[a], int(res.track_ids[j])
             errors[t, p], ids[t, p] = cost[a, j], tid
             switches += int(p in last and last[p] != tid)
             last[p] = tid
-        matched += len(used_a)
-        missed += len(people) - len(used_a)
-        extra += len(res) - len(used_j)
+        matched += len(pairs)
+        missed += len(people) - len(pairs)
+        extra += len(res) - len(pairs)
     return TrackingScore(switches, matched, missed, extra, errors, ids)
+
+
+def greedy_pairs(cost: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one (row, column) pairs of a cost matrix, cheapest first (ties in index order); inf = not allowed."""
+    used_a, used_j, pairs = set(), set(), []
+    for flat in np.argsort(cost, axis=None, kind="stable"):
+        a, j = (int(v) for v in np.unravel_index(flat, cost.shape))
+        if not np.isfinite(cost[a, j]):
+            break
+        if a in used_a or j in used_j:
+            continue
+        used_a.add(a)
+        used_j.add(j)
+        pairs.append((a, j))
+    return pairs
