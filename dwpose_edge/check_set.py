@@ -9,6 +9,7 @@ Stored as `device_check.npz` (numpy arrays only, read with allow_pickle=False), 
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
@@ -18,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelFileError
-from .hashing import sha256_file
 from .preprocess import normalize
 
 CHECK_SET = "device_check.npz"
@@ -64,12 +64,16 @@ def read_check_set(path: str | os.PathLike, sha256: str | None, input_size: tupl
         raise ModelFileError(f"{path} listed in the manifest is missing; export the folder again")
     if sha256 is None:
         raise ModelFileError(f"the manifest records no sha256 for {path.name}; export the folder again")
-    got = sha256_file(path)
+    try:
+        data = path.read_bytes()  # hashed and parsed from the same bytes: what was verified is what is read
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path} ({exc}); re-export the folder") from exc
+    got = hashlib.sha256(data).hexdigest()
     if got != sha256:
         raise ModelFileError(f"{path} does not match its sha256 in the manifest (expected {sha256}, got {got}): the "
                              "file was modified or corrupted; re-export the folder")
     try:
-        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{path} is not a readable check set ({type(exc).__name__}: {exc}); "

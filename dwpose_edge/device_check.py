@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .check_set import CHECK_SET, read_check_set
+from .check_set import read_check_set
 from .errors import DwposeEdgeError, InputError, ParityError
 from .export.validate import THRESHOLDS, keypoint_locations, run_batched
 from .manifest import Artifact, Manifest, read_manifest, verified_paths
@@ -174,6 +174,13 @@ def ensure_device_check(folder: str | os.PathLike, manifest: Manifest, artifact:
     return result
 
 
+def open_artifact(folder: str | os.PathLike, manifest: Manifest, artifact: Artifact, device: str | None = None,
+                  threads: int | None = None) -> Runtime:
+    """One artifact of an export folder on its runtime, its files first checked against the manifest's sha256."""
+    return open_runtime(artifact.runtime, verified_paths(folder, artifact), precision=artifact.precision,
+                        device=device, threads=threads, input_size=tuple(manifest.input_size))
+
+
 @dataclass(frozen=True)
 class FolderRow:
     """One artifact of a folder on this machine: its check, or why it could not run here."""
@@ -203,8 +210,7 @@ def check_folder(folder: str | os.PathLike, runtimes: list[str] | None = None, p
         if (runtimes and art.runtime not in runtimes) or (precisions and art.precision not in precisions):
             continue
         try:
-            opened = open_runtime(art.runtime, verified_paths(folder, art), precision=art.precision, threads=threads,
-                                  input_size=tuple(manifest.input_size))
+            opened = open_artifact(folder, manifest, art, threads=threads)
             rows.append(FolderRow(art.runtime, art.precision,
                                   check_artifact(folder, manifest, art, opened, use_cache=use_cache)))
         except DwposeEdgeError as exc:

@@ -6,12 +6,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .device_check import ensure_device_check
+from .device_check import ensure_device_check, open_artifact
 from .embedded import default_onnx
 from .errors import InputError, ModelFileError, WeightsError
 from .export.cache import cached_export
 from .export.validate import validate, validation_crops
-from .manifest import read_manifest, verified_paths
+from .manifest import read_manifest
 from .onnx_file import is_onnx_path
 from .runtimes import precisions
 from .runtimes.base import Runtime, open_runtime, runtime_class
@@ -50,7 +50,8 @@ def open_pose_runtime(model: str, weights: Any = None, runtime: str = "onnxrunti
         source = default_onnx(model)  # the embedded ONNX, verified and validated when it was made
         opened = open_runtime(runtime, {"model": source, "xml": source}, precision=precision, device=device,
                               threads=threads, input_size=spec.input_size)
-        return _gate_bf16(opened, source, threads) if ov_bf16 else opened
+        return (_gate_bf16(opened, _onnx_fp32(source, threads, opened.input_size), "openvino/bf16") if ov_bf16
+                else opened)
     if is_pose_file(weights) and direct:
         found = pose_onnx(weights)  # .onnx / SDK .zip / registry name: size and normalisation checked
         if found.model is not None and found.model != model:
@@ -60,19 +61,24 @@ def open_pose_runtime(model: str, weights: Any = None, runtime: str = "onnxrunti
         if found.input_size is not None and tuple(found.input_size) != tuple(spec.input_size):
             raise ModelFileError(f"{weights} declares {found.input_size[0]}x{found.input_size[1]} (WxH) "
                                  f"crops but {model} takes {spec.input_size[0]}x{spec.input_size[1]}")
-        return _gate_bf16(opened, found.path, threads) if ov_bf16 else opened
+        return (_gate_bf16(opened, _onnx_fp32(found.path, threads, opened.input_size), "openvino/bf16") if ov_bf16
+                else opened)
     folder = cached_export(model, weights, runtime, precision, threads=threads, calib=calib,
                            calib_images=calib_images)
     return _open_model_dir(model, folder, runtime, precision, device, threads)
 
 
-def _gate_bf16(opened: Runtime, path: Any, threads: int | None) -> Runtime:
-    """OpenVINO bf16 on an ONNX file has no export to gate it: checked here against onnxruntime fp32 on the same
-    file and the bundled crops (ParityError with the figures when bf16 moves its keypoints), as torch bf16 is."""
-    reference = open_runtime("onnxruntime", {"model": path}, threads=threads, input_size=tuple(opened.input_size))
-    opened.validation = validate(reference.infer, opened.infer, validation_crops(opened.input_size), "bf16",
-                                 "openvino/bf16").as_dict()
+def _gate_bf16(opened: Runtime, reference: Any, what: str) -> Runtime:
+    """bf16 with no export to gate it (torch autocast, OpenVINO's bf16 hint on an ONNX file): checked when opened
+    against fp32 of the same weights (`reference`: its infer) on the bundled crops; ParityError with the figures."""
+    opened.validation = validate(reference, opened.infer, validation_crops(opened.input_size), "bf16",
+                                 what).as_dict()
     return opened
+
+
+def _onnx_fp32(path: Any, threads: int | None, input_size: tuple[int, int]) -> Any:
+    """onnxruntime fp32 on an ONNX file: the reference of OpenVINO bf16 on the same file."""
+    return open_runtime("onnxruntime", {"model": path}, threads=threads, input_size=tuple(input_size)).infer
 
 
 def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, precision: str, device: str | None,
@@ -84,8 +90,7 @@ def _open_model_dir(model: str, model_dir: str | os.PathLike, runtime: str, prec
         raise ModelFileError(f"{model_dir} holds an export of {manifest.model}, not {model}; "
                              f"use Estimator(model='{manifest.model}', model_dir=...)")
     artifact = manifest.find(runtime, precision)
-    opened = open_runtime(runtime, verified_paths(model_dir, artifact), precision=precision, device=device,
-                          threads=threads, input_size=tuple(manifest.input_size))
+    opened = open_artifact(model_dir, manifest, artifact, device=device, threads=threads)
     # the export's gate again, on this machine (once per artifact and CPU): ParityError if it computes differently
     opened.device_check = ensure_device_check(model_dir, manifest, artifact, opened)
     return opened
@@ -99,7 +104,4 @@ def _torch_runtime(model: str, weights: Any, device: str | None, precision: str,
     from .models import load_model  # torch: only on this path
 
     runtime = torch_runtime(load_model(model, weights), device=device or "cpu", precision=precision, threads=threads)
-    if precision == "bf16":  # autocast has no export to gate it: checked against the same weights in fp32 here
-        runtime.validation = validate(runtime.reference, runtime.infer, validation_crops(runtime.input_size),
-                                      precision, "torch/bf16").as_dict()
-    return runtime
+    return _gate_bf16(runtime, runtime.reference, "torch/bf16") if precision == "bf16" else runtime
