@@ -41,15 +41,19 @@ from .specs import BBOX_PADDING, NUM_KEYPOINTS
 Detections = tuple[np.ndarray, np.ndarray]
 
 
+def confident_pose(scores: np.ndarray, threshold: float, min_keypoints: int) -> bool:
+    """At least `min_keypoints` body and feet keypoints (0-22) score >= `threshold`: a person is there."""
+    return int((scores[:23] >= threshold).sum()) >= min_keypoints
+
+
 def keypoint_box(keypoints: np.ndarray, scores: np.ndarray, threshold: float, min_keypoints: int,
                  padding: float = BBOX_PADDING) -> np.ndarray | None:
     """x1,y1,x2,y2 around the keypoints scoring >= `threshold`, grown `padding` times about its centre
     (mmpose's box of a pose); None when fewer than `min_keypoints` body and feet keypoints (0-22) are that
     confident (a confident face or hand alone does not locate a person)."""
-    confident = scores >= threshold
-    if int(confident[:23].sum()) < max(min_keypoints, 1):
+    if not confident_pose(scores, threshold, max(min_keypoints, 1)):
         return None
-    good = keypoints[confident]
+    good = keypoints[scores >= threshold]
     lo, hi = good.min(0), good.max(0)
     center, half = (lo + hi) / 2, (hi - lo) / 2 * padding
     return np.concatenate([center - half, center + half]).astype(np.float32)
@@ -129,7 +133,8 @@ class PoseTracker:
     unmatched. `duplicate_tolerance`: two tracks whose body keypoints agree within this fraction of the box
     size are one person: the longer-lived one shows it, the other is hidden (an occluded person) and coasts
     at its speed until a detection matches it or, between detections, its pose there is confident and unlike
-    every shown one, for at most `max_lost` frames (default: 2 detection rounds, at least 10 frames). `smoothing`: a OneEuroConfig for the output keypoints (boxes use the raw ones).
+    every shown one, for at most `max_lost` frames (default: 2 detection rounds, at least 10 frames).
+    `smoothing`: a OneEuroConfig for the output keypoints (boxes use the raw ones).
     `fps`: the frame rate used for smoothing when no timestamps are given.
 
     One tracker follows one stream; call `reset()` before another.
@@ -264,8 +269,7 @@ class PoseTracker:
         return with_detection
 
     def _confident(self, trk: Track) -> bool:
-        """At least `min_keypoints` body and feet keypoints score `keypoint_threshold` (the rule of `keypoint_box`)."""
-        return int((trk.scores[:23] >= self.keypoint_threshold).sum()) >= self.min_keypoints
+        return confident_pose(trk.scores, self.keypoint_threshold, self.min_keypoints)
 
     def _hide_unconfirmed(self, shown: list[Track], with_detection: set[int]) -> list[Track]:
         """Hide at once a track that holds no detection of this frame and whose pose has fewer than

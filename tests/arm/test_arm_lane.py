@@ -6,8 +6,8 @@ tests/arm/arm_rootfs.py), and re-checked there by `dwpose-edge check` under qemu
 (ARMv8.0, no fp16 arithmetic) and neoverse-n1 (ARMv8.2 with fp16 arithmetic and dot product, as Cortex-A76/A78).
 Every artifact must pass its gate on each core: float artifacts against the x86 torch fp32 reference (fp32 >= 99.5%
 of keypoints within 1 crop px, fp16 >= 99%), int8 within 2 points of x86's agreement with the reference (>= its
-x86 fraction within 2 px, less 2%). Then the Estimator opens a folder on each core end to end (`dwpose-edge predict --model-dir`),
-device check included, and must give the x86 keypoints.
+x86 fraction within 2 px, less 2%). Then the Estimator opens a folder on each core end to end
+(`dwpose-edge predict --model-dir`), device check included, and must give the x86 keypoints.
 
 Run by `make test-arm` (`.ci/run` calls it); needs root. Timings under emulation mean nothing: numbers only.
 """
